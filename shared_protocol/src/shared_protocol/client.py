@@ -1,0 +1,299 @@
+"""BackendClient: one persistent connection from the main backend to one model backend.
+
+- Requests are matched to replies by `request_id` (the client makes its own ids, so callers'
+  ids can never collide on the shared connection).
+- `request()` never raises for backend trouble: it always returns a `Reply`, and every request gets
+  exactly one — the backend's answer, `timeout` after `request_timeout`, `overloaded` when too many
+  are in flight, or `unavailable` at once when the connection is not up or drops mid-request.
+- Reconnects with exponential backoff capped at `reconnect_interval`; after
+  `max_reconnect_attempts` failures the state is `down` and one attempt is made per health tick.
+- Sends `health_check` every `health_interval` and keeps the backend's reported status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from . import messages
+from .errors import BadRequestError, ErrorCode
+from .limits import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_REQUEST_TIMEOUT
+
+logger = logging.getLogger(__name__)
+
+CONNECTING = "connecting"
+CONNECTED = "connected"
+RECONNECTING = "reconnecting"
+DOWN = "down"
+CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class Reply:
+    """The one answer to one request: `data` on success, else `code` + `error`."""
+
+    ok: bool
+    data: dict[str, Any] | None = None
+    code: str | None = None
+    error: str | None = None
+    latency_s: float = 0.0
+    timing: dict[str, float] | None = None  # backend-reported queue_ms / compute_ms
+
+    @classmethod
+    def failure(cls, code: ErrorCode | str, error: str, latency_s: float = 0.0) -> Reply:
+        return cls(False, code=code.value if isinstance(code, ErrorCode) else code, error=error, latency_s=latency_s)
+
+
+@dataclass(slots=True)
+class BackendStatus:
+    state: str = CONNECTING
+    backend_status: str | None = None  # `status` from the backend's last pong
+    model: dict[str, Any] | None = None
+    last_latency_ms: float | None = None
+    last_error: str | None = None
+    last_pong_at: float | None = None
+    connected_since: float | None = None
+    reconnects: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BackendClient:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        reconnect_interval: float = 5.0,
+        max_reconnect_attempts: int = 10,
+        health_interval: float = 10.0,
+        max_in_flight: int = 256,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        open_timeout: float = 5.0,
+        initial_backoff: float = 0.1,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.request_timeout = request_timeout
+        self.reconnect_interval = reconnect_interval
+        self.max_reconnect_attempts = max_reconnect_attempts
+        self.health_interval = health_interval
+        self.max_in_flight = max_in_flight
+        self.max_message_size = max_message_size
+        self.open_timeout = open_timeout
+        self.initial_backoff = min(initial_backoff, reconnect_interval)
+        self.status = BackendStatus()
+        self._connection: ClientConnection | None = None
+        self._pending: dict[str, tuple[asyncio.Future, float]] = {}
+        self._pong_waiter: asyncio.Future | None = None
+        self._runner: asyncio.Task | None = None
+        self._wake = asyncio.Event()  # cuts a backoff sleep short (a health tick while down)
+        self._ids = itertools.count()
+        self._prefix = uuid.uuid4().hex[:8]
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self.status.state == CONNECTED
+
+    @property
+    def ready(self) -> bool:
+        return self.connected and self.status.backend_status == "healthy"
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run(), name=f"backend-client-{self.name}")
+
+    async def close(self) -> None:
+        self.status.state = CLOSED
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        if self._connection is not None:
+            await self._connection.close()
+        self._fail_pending(ErrorCode.UNAVAILABLE, f"backend {self.name!r}: client closed")
+
+    async def wait_connected(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.connected:
+                return True
+            await asyncio.sleep(0.02)
+        return self.connected
+
+    # ---- requests ----------------------------------------------------------------------------
+
+    async def request(self, data: dict[str, Any], *, timeout: float | None = None) -> Reply:
+        started = time.monotonic()
+        connection = self._connection
+        if connection is None or not self.connected:
+            reason = self.status.last_error or self.status.state
+            return Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} is not connected ({reason})")
+        if len(self._pending) >= self.max_in_flight:
+            return Reply.failure(
+                ErrorCode.OVERLOADED, f"backend {self.name!r} has {self.max_in_flight} requests in flight"
+            )
+        request_id = f"{self._prefix}-{next(self._ids)}"
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = (future, started)
+        try:
+            try:
+                text = messages.encode(messages.inference_request(request_id, data))
+            except (TypeError, ValueError) as exc:
+                return Reply.failure(ErrorCode.BAD_REQUEST, f"data cannot be encoded as JSON: {exc}")
+            try:
+                await connection.send(text)
+            except websockets.ConnectionClosed:
+                return Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} connection closed")
+            limit = self.request_timeout if timeout is None else timeout
+            try:
+                return await asyncio.wait_for(future, timeout=limit)
+            except TimeoutError:
+                return Reply.failure(
+                    ErrorCode.TIMEOUT,
+                    f"backend {self.name!r} did not answer within {limit:g}s",
+                    time.monotonic() - started,
+                )
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def health_check(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """Send `health_check` and wait for the `pong` (None if not connected or no answer)."""
+        connection = self._connection
+        if connection is None or not self.connected:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._pong_waiter is None or self._pong_waiter.done():
+            self._pong_waiter = loop.create_future()
+        waiter = self._pong_waiter
+        sent_at = time.monotonic()
+        try:
+            await connection.send(messages.encode(messages.health_check()))
+            pong = await asyncio.wait_for(asyncio.shield(waiter), timeout or self.request_timeout)
+        except (TimeoutError, websockets.ConnectionClosed):
+            return None
+        self.status.last_latency_ms = round((time.monotonic() - sent_at) * 1000, 3)
+        return pong
+
+    # ---- connection management ---------------------------------------------------------------
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            self.status.state = CONNECTING if self.status.reconnects == 0 and failures == 0 else RECONNECTING
+            try:
+                connection = await connect(
+                    self.url,
+                    open_timeout=self.open_timeout,
+                    max_size=self.max_message_size,
+                    compression=None,
+                    ping_interval=20,
+                    ping_timeout=20,
+                )
+            except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
+                failures += 1
+                self.status.last_error = f"connect failed: {type(exc).__name__}: {exc}"
+                if failures >= self.max_reconnect_attempts:
+                    if self.status.state != DOWN:
+                        logger.warning(
+                            "backend %s down after %d failed attempts: %s", self.name, failures, self.status.last_error
+                        )
+                    self.status.state = DOWN
+                    await self._sleep(self.health_interval)  # one attempt per health tick while down
+                else:
+                    await self._sleep(min(self.reconnect_interval, self.initial_backoff * 2 ** (failures - 1)))
+                continue
+            if failures or self.status.connected_since is not None:
+                self.status.reconnects += 1
+            failures = 0
+            await self._serve_connection(connection)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    def wake(self) -> None:
+        """Retry a down backend now instead of at the next tick (e.g. a request arrived)."""
+        self._wake.set()
+
+    async def _serve_connection(self, connection: ClientConnection) -> None:
+        self._connection = connection
+        self.status.state = CONNECTED
+        self.status.connected_since = time.time()
+        self.status.last_error = None
+        logger.info("backend %s connected at %s", self.name, self.url)
+        health = asyncio.create_task(self._health_loop())
+        try:
+            async for frame in connection:
+                self._on_frame(frame)
+            self.status.last_error = f"connection closed: {connection.close_code} {connection.close_reason}".strip()
+        except websockets.ConnectionClosed as exc:
+            self.status.last_error = f"connection lost: {exc}"
+        finally:
+            health.cancel()
+            self._connection = None
+            if self.status.state != CLOSED:
+                self.status.state = RECONNECTING
+            self.status.backend_status = None
+            logger.warning("backend %s disconnected: %s", self.name, self.status.last_error)
+            self._fail_pending(ErrorCode.UNAVAILABLE, f"backend {self.name!r} disconnected mid-request")
+
+    async def _health_loop(self) -> None:
+        while True:
+            pong = await self.health_check()
+            if pong is None and self.connected:
+                self.status.last_error = "health_check not answered"
+            await asyncio.sleep(self.health_interval)
+
+    def _on_frame(self, frame: str | bytes) -> None:
+        try:
+            reply = messages.parse_reply(frame)
+        except BadRequestError as exc:
+            logger.warning("backend %s sent an unreadable frame: %s", self.name, exc)
+            return
+        kind = reply["type"]
+        if kind == messages.PONG:
+            self.status.backend_status = reply.get("status")
+            self.status.model = reply.get("model")
+            self.status.last_pong_at = time.time()
+            if self._pong_waiter is not None and not self._pong_waiter.done():
+                self._pong_waiter.set_result(reply)
+            return
+        request_id = reply.get("request_id")
+        entry = self._pending.get(request_id) if isinstance(request_id, str) else None
+        if entry is None:
+            logger.debug("backend %s: reply for unknown or expired request %r", self.name, request_id)
+            return
+        future, started = entry
+        if future.done():
+            return
+        latency = time.monotonic() - started
+        if kind == messages.INFERENCE_RESPONSE and isinstance(reply.get("data"), dict):
+            future.set_result(Reply(True, data=reply["data"], latency_s=latency, timing=reply.get("timing")))
+        elif kind == messages.ERROR:
+            future.set_result(
+                Reply(False, code=str(reply.get("code") or "internal"), error=str(reply.get("error")), latency_s=latency)
+            )
+        else:
+            future.set_result(Reply.failure(ErrorCode.INTERNAL, f"backend sent unexpected {kind!r} reply", latency))
+
+    def _fail_pending(self, code: ErrorCode, error: str) -> None:
+        for future, started in list(self._pending.values()):
+            if not future.done():
+                future.set_result(Reply.failure(code, error, time.monotonic() - started))

@@ -1,0 +1,48 @@
+"""Plain-HTTP endpoints served on the WebSocket port (for Docker healthchecks and Prometheus).
+
+websockets calls `process_request` before the opening handshake; returning a Response answers the
+request as plain HTTP, returning None lets the WebSocket handshake proceed.
+"""
+
+from __future__ import annotations
+
+import http
+import json
+from collections.abc import Callable
+from typing import Any
+
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+
+# path -> callable returning (status, content_type, body)
+Endpoint = Callable[[], tuple[int, str, bytes]]
+
+
+def json_endpoint(fn: Callable[[], tuple[int, dict[str, Any]]]) -> Endpoint:
+    def endpoint() -> tuple[int, str, bytes]:
+        status, body = fn()
+        return status, "application/json", json.dumps(body).encode()
+
+    return endpoint
+
+
+def make_process_request(endpoints: dict[str, Endpoint]):
+    def process_request(connection, request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        endpoint = endpoints.get(path)
+        if endpoint is None:
+            return None
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None  # a WebSocket client that happens to use this path
+        status, content_type, body = endpoint()
+        reason = http.HTTPStatus(status).phrase
+        headers = Headers(
+            [
+                ("Content-Type", content_type),
+                ("Content-Length", str(len(body))),
+                ("Connection", "close"),
+            ]
+        )
+        return Response(status, reason, headers, body)
+
+    return process_request
