@@ -198,7 +198,9 @@ class BaseModelBackend(abc.ABC):
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=self.grace_period)
         except TimeoutError:
-            logger.warning("grace period of %.1fs over with %d request(s) unanswered", self.grace_period, self._admitted)
+            logger.warning(
+                "grace period of %.1fs over with %d request(s) unanswered", self.grace_period, self._admitted
+            )
         server.close(close_connections=True)
         await server.wait_closed()
         if not init_task.done():

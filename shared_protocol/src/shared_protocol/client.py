@@ -288,7 +288,9 @@ class BackendClient:
             future.set_result(Reply(True, data=reply["data"], latency_s=latency, timing=reply.get("timing")))
         elif kind == messages.ERROR:
             future.set_result(
-                Reply(False, code=str(reply.get("code") or "internal"), error=str(reply.get("error")), latency_s=latency)
+                Reply(
+                    False, code=str(reply.get("code") or "internal"), error=str(reply.get("error")), latency_s=latency
+                )
             )
         else:
             future.set_result(Reply.failure(ErrorCode.INTERNAL, f"backend sent unexpected {kind!r} reply", latency))

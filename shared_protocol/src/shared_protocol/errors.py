@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 
 
-class ErrorCode(str, enum.Enum):
+class ErrorCode(enum.StrEnum):
     """Machine-readable `code` of an `error` reply (the seed only had the `error` text)."""
 
     BAD_REQUEST = "bad_request"  # the request itself is wrong; retrying it will not help

@@ -84,9 +84,7 @@ def _request_id_of(obj: dict[str, Any], required: bool) -> str | None:
         return None
     request_id = obj["request_id"]
     if not isinstance(request_id, str) or not request_id:
-        raise BadRequestError(
-            f"field 'request_id' must be a non-empty string, got {type(request_id).__name__}"
-        )
+        raise BadRequestError(f"field 'request_id' must be a non-empty string, got {type(request_id).__name__}")
     if len(request_id) > MAX_REQUEST_ID_LENGTH:
         raise BadRequestError(f"field 'request_id' is longer than {MAX_REQUEST_ID_LENGTH} characters")
     return request_id
