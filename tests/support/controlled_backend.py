@@ -20,8 +20,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make shared_protocol importable from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared_protocol" / "src"))
 
-from shared_protocol import BadRequestError, BaseModelBackend  # noqa: E402
-from shared_protocol.cli import build_arg_parser, common_backend_kwargs, configure_logging, run_backend  # noqa: E402
+from shared_protocol import BadRequestError, BaseModelBackend
+from shared_protocol.cli import build_arg_parser, common_backend_kwargs, configure_logging, run_backend
 
 
 class ControlledBackend(BaseModelBackend):

@@ -18,10 +18,11 @@ import time
 from typing import Any
 
 import websockets
-from shared_protocol.http_endpoints import json_endpoint, make_process_request
 from websockets.asyncio.server import ServerConnection, serve
 
 from shared_protocol import BackendClient, ErrorCode, ProtocolError, Reply, messages
+from shared_protocol.http_endpoints import json_endpoint, make_process_request
+from shared_protocol.shutdown import drain_and_close
 
 from .config import Config
 from .metrics import GatewayMetrics
@@ -106,11 +107,7 @@ class Gateway:
 
     async def _shutdown(self, server) -> None:
         self._draining = True
-        server.close(close_connections=False)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout=self.config.main_backend.grace_period)
-        server.close(close_connections=True)
-        await server.wait_closed()
+        await drain_and_close(server, self._idle, self.config.main_backend.grace_period)
         await asyncio.gather(*(client.close() for client in self.clients.values()))
         logger.info("main backend stopped")
 

@@ -43,6 +43,7 @@ from .limits import (
     DEFAULT_PING_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
 )
+from .shutdown import drain_and_close
 
 logger = logging.getLogger(__name__)
 
@@ -194,15 +195,7 @@ class BaseModelBackend(abc.ABC):
     async def _shutdown(self, server, init_task: asyncio.Task) -> None:
         logger.info("shutting down: no new work, draining %d in-flight request(s)", self._admitted)
         self._draining = True
-        server.close(close_connections=False)  # stop accepting connections, keep open ones
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout=self.grace_period)
-        except TimeoutError:
-            logger.warning(
-                "grace period of %.1fs over with %d request(s) unanswered", self.grace_period, self._admitted
-            )
-        server.close(close_connections=True)
-        await server.wait_closed()
+        await drain_and_close(server, self._idle, self.grace_period)
         if not init_task.done():
             init_task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -120,12 +120,13 @@ class BackendClient:
 
     async def close(self) -> None:
         self.status.state = CLOSED
+        connection = self._connection  # the runner clears it when cancelled
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
-        if self._connection is not None:
-            await self._connection.close()
+        if connection is not None:
+            await connection.close()
         self._fail_pending(ErrorCode.UNAVAILABLE, f"backend {self.name!r}: client closed")
 
     async def wait_connected(self, timeout: float) -> bool:
