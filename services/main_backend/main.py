@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
 import sys
 
 from shared_protocol.cli import configure_logging
+from shared_protocol.eventloop import run_event_loop
 from vigil_main.config import ConfigError, load_config
 from vigil_main.gateway import Gateway
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         config.main_backend.port = args.port
     gateway = Gateway(config)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(gateway.serve(install_signal_handlers=True))
+        run_event_loop(gateway.serve(install_signal_handlers=True))
     return 0
 
 

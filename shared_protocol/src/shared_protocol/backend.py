@@ -33,6 +33,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from . import messages
 from .errors import BadRequestError, ErrorCode, ProtocolError
+from .eventloop import run_event_loop
 from .http_endpoints import json_endpoint, make_process_request
 from .limits import (
     DEFAULT_GRACE_PERIOD,
@@ -134,7 +135,7 @@ class BaseModelBackend(abc.ABC):
 
     def start(self) -> None:
         """Serve until SIGTERM/SIGINT or `stop()`; blocks (the seed's `backend.start()`)."""
-        asyncio.run(self.serve(install_signal_handlers=True))
+        run_event_loop(self.serve(install_signal_handlers=True))
 
     def stop(self) -> None:
         """Ask a running server to drain and stop. Safe to call from any thread."""
