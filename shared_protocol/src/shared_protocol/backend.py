@@ -32,6 +32,7 @@ import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
 from . import messages
+from .batching import BatchCollector, PendingItem
 from .errors import BadRequestError, ErrorCode, ProtocolError
 from .eventloop import run_event_loop
 from .http_endpoints import json_endpoint, make_process_request
@@ -78,6 +79,8 @@ class BaseModelBackend(abc.ABC):
         ping_interval: float | None = DEFAULT_PING_INTERVAL,
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
         exit_on_init_failure: bool = False,
+        max_batch_size: int = 1,
+        max_queue_delay_ms: float = 0.0,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
@@ -95,6 +98,12 @@ class BaseModelBackend(abc.ABC):
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.exit_on_init_failure = exit_on_init_failure
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_ms = max_queue_delay_ms
+        # Batching is on when a batch may hold more than one request; the collector is made in
+        # serve() because it needs the running loop.
+        self._batcher: BatchCollector | None = None
+        BatchCollector(max_batch_size, max_queue_delay_ms)  # validates the two limits now
         self.device: str = "cpu"
         self.status: str = LOADING
         self.init_error: str | None = None
@@ -122,6 +131,25 @@ class BaseModelBackend(abc.ABC):
     @abc.abstractmethod
     def cleanup(self) -> None:
         """Release the model's resources. Called once at shutdown."""
+
+    def process_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
+        """Run several requests in one call (used when max_batch_size > 1). Called in a worker thread.
+
+        Return one entry per request, in order: a result dict, or an Exception (e.g.
+        BadRequestError) that becomes that request's error reply alone. Override to share one
+        forward pass; this default simply runs the requests one after the other.
+        """
+        results: list[dict[str, Any] | Exception] = []
+        for data in batch:
+            try:
+                results.append(self.process_inference(data))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    @property
+    def batching(self) -> bool:
+        return self.max_batch_size > 1
 
     def model_info(self) -> dict[str, Any]:
         """What `pong` reports about the model; subclasses may add keys."""
@@ -152,6 +180,10 @@ class BaseModelBackend(abc.ABC):
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.max_concurrency, thread_name_prefix=f"{type(self).__name__}-worker"
         )
+        batch_loop: asyncio.Task | None = None
+        if self.batching:
+            self._batcher = BatchCollector(self.max_batch_size, self.max_queue_delay_ms)
+            batch_loop = asyncio.create_task(self._batch_loop())
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError):
@@ -181,6 +213,8 @@ class BaseModelBackend(abc.ABC):
             await stop_task
         finally:
             await self._shutdown(server, init_task)
+            if batch_loop is not None:
+                batch_loop.cancel()
 
     async def _initialize(self) -> None:
         try:
@@ -228,6 +262,8 @@ class BaseModelBackend(abc.ABC):
         }
         if self.init_error:
             info["error"] = self.init_error
+        if self._batcher is not None:
+            info["batching"] = self._batcher.stats()
         status = "draining" if self._draining and self.status == HEALTHY else self.status
         return messages.pong(status, request_id, **info)
 
@@ -292,32 +328,35 @@ class BaseModelBackend(abc.ABC):
                 self._idle.set()
 
     async def _run_request(self, request_id: str, data: dict, received_at: float) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
         deadline = received_at + self.request_timeout
+        if self._batcher is not None:
+            future = self._batcher.submit(data, received_at)
+        else:
+            try:
+                await asyncio.wait_for(self._slots.acquire(), timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return messages.error_message(
+                    request_id, ErrorCode.TIMEOUT, f"request waited longer than {self.request_timeout:g}s for a worker"
+                )
+            future = self._run_in_worker(self._timed_inference, data)
         try:
-            await asyncio.wait_for(self._slots.acquire(), timeout=max(0.0, deadline - time.monotonic()))
+            outcome = await asyncio.wait_for(asyncio.shield(future), timeout=max(0.0, deadline - time.monotonic()))
         except TimeoutError:
-            return messages.error_message(
-                request_id, ErrorCode.TIMEOUT, f"request waited longer than {self.request_timeout:g}s for a worker"
-            )
-        started_at = time.monotonic()
-        future = loop.run_in_executor(self._executor, self.process_inference, data)
-        # The slot is held until the model call really ends, even if the reply went out on timeout:
-        # a thread cannot be cancelled, and the concurrency bound must stay true.
-        future.add_done_callback(lambda _f: self._slots.release())
-        try:
-            result = await asyncio.wait_for(asyncio.shield(future), timeout=max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            future.add_done_callback(_log_late_failure)
+            if self._batcher is not None:
+                future.cancel()  # a batch not yet formed skips it; a running one ignores it
+            else:
+                # Never cancel the executor future: its done-callback would free the slot while
+                # the thread still runs.
+                future.add_done_callback(_log_late_failure)
             return messages.error_message(
                 request_id, ErrorCode.TIMEOUT, f"inference took longer than {self.request_timeout:g}s"
             )
         except ProtocolError as exc:
             return messages.error_message(request_id, exc.code, exc.message)
         except Exception as exc:
-            logger.exception("process_inference failed for request %s", request_id)
+            logger.error("process_inference failed for request %s", request_id, exc_info=exc)
             return messages.error_message(request_id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
-        finished_at = time.monotonic()
+        result, started_at, finished_at, batch_size = outcome
         if not isinstance(result, dict):
             return messages.error_message(
                 request_id, ErrorCode.INTERNAL, f"process_inference returned {type(result).__name__}, not a dict"
@@ -326,7 +365,64 @@ class BaseModelBackend(abc.ABC):
             "queue_ms": round((started_at - received_at) * 1000, 3),
             "compute_ms": round((finished_at - started_at) * 1000, 3),
         }
+        if self._batcher is not None:
+            timing["batch_size"] = batch_size
         return messages.inference_response(request_id, result, timing=timing)
+
+    def _run_in_worker(self, fn, *args) -> asyncio.Future:
+        """Run fn in the pool; the slot (already acquired) is released when the call really ends,
+        even if its reply already went out as `timeout`: a thread cannot be cancelled, and the
+        concurrency bound must stay true."""
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        future.add_done_callback(lambda _f: self._slots.release())
+        return future
+
+    def _timed_inference(self, data: dict) -> tuple[Any, float, float, int]:
+        started_at = time.monotonic()
+        result = self.process_inference(data)
+        return result, started_at, time.monotonic(), 1
+
+    def _timed_batch(self, batch: list[dict]) -> tuple[list[Any], float, float]:
+        started_at = time.monotonic()
+        results = self.process_batch(batch)
+        return results, started_at, time.monotonic()
+
+    async def _batch_loop(self) -> None:
+        while True:
+            # Wait for a free worker first: the batch then holds everything queued meanwhile,
+            # and nothing that timed out while waiting is computed.
+            await self._slots.acquire()
+            batch = await self._batcher.next_batch()
+            if not batch:
+                self._slots.release()
+                continue
+            future = self._run_in_worker(self._timed_batch, [item.data for item in batch])
+            future.add_done_callback(lambda f, batch=batch: _distribute(batch, f))
+
+
+def _distribute(batch: list[PendingItem], done: asyncio.Future) -> None:
+    """Hand each request of a finished batch its own result or exception."""
+    if done.cancelled():
+        error: Exception = RuntimeError("batch cancelled at shutdown")
+        outcomes = [error] * len(batch)
+        started_at = finished_at = time.monotonic()
+    elif done.exception() is not None:
+        outcomes = [done.exception()] * len(batch)
+        started_at = finished_at = time.monotonic()
+    else:
+        results, started_at, finished_at = done.result()
+        if not isinstance(results, list) or len(results) != len(batch):
+            got = len(results) if isinstance(results, list) else type(results).__name__
+            outcomes = [RuntimeError(f"process_batch returned {got} results for {len(batch)} requests")] * len(batch)
+        else:
+            outcomes = results
+    for item, outcome in zip(batch, outcomes, strict=True):
+        if item.future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            item.future.set_exception(outcome)
+        else:
+            item.future.set_result((outcome, started_at, finished_at, len(batch)))
 
 
 def _log_late_failure(future: asyncio.Future) -> None:

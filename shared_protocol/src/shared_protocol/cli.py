@@ -72,6 +72,18 @@ def build_arg_parser(description: str, default_port: int, env_prefix: str = "VIG
         default=_env(f"{env_prefix}_STRICT", "false").lower() in ("1", "true", "yes"),
         help="exit non-zero when the model cannot be loaded (default: stay up, report unhealthy)",
     )
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=int(_env(f"{env_prefix}_MAX_BATCH_SIZE", 1)),
+        help="requests per model call (dynamic batching when > 1)",
+    )
+    p.add_argument(
+        "--max-queue-delay-ms",
+        type=float,
+        default=float(_env(f"{env_prefix}_MAX_QUEUE_DELAY_MS", 0)),
+        help="how long a request may wait for others to share its batch",
+    )
     return p
 
 
@@ -83,6 +95,8 @@ def common_backend_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "max_message_size": args.max_message_size,
         "grace_period": args.grace_period,
         "exit_on_init_failure": args.exit_on_init_failure,
+        "max_batch_size": args.max_batch_size,
+        "max_queue_delay_ms": args.max_queue_delay_ms,
     }
 
 
