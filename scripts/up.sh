@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Run the vigil stack: Docker engine + base image (one-time, scripts/docker-setup.sh), the service
+# images (scripts/build-images.sh), then `docker compose up -d` and a wait until the main backend
+# answers on 127.0.0.1:8765.
+#
+#   scripts/up.sh            # CPU
+#   scripts/up.sh --gpu      # adds compose.gpu.yaml (NVIDIA container toolkit needed)
+#   scripts/up.sh --no-build # reuse the images already built
+# Stop with:  docker compose down   (docker-compose down on compose 1.29)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+files=(-f compose.yaml)
+build=1
+for arg in "$@"; do
+  case "$arg" in
+    --gpu) files+=(-f compose.gpu.yaml) ;;
+    --no-build) build=0 ;;
+    *) echo "usage: scripts/up.sh [--gpu] [--no-build]" >&2; exit 2 ;;
+  esac
+done
+
+eval "$(scripts/docker-setup.sh)"  # exports VIGIL_DOCKER, VIGIL_COMPOSE, VIGIL_BASE_IMAGE
+[ "$build" = 1 ] && scripts/build-images.sh
+# shellcheck disable=SC2086  # VIGIL_COMPOSE may be "docker compose"
+$VIGIL_COMPOSE "${files[@]}" up -d
+
+port="${VIGIL_PORT:-8765}"
+echo "waiting for the main backend on 127.0.0.1:$port ..." >&2
+for _ in $(seq 1 120); do
+  if body=$(python3 - "$port" <<'PY' 2>/dev/null
+import json, sys, urllib.request
+port = sys.argv[1]
+with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+    print(json.dumps(json.load(r)))
+PY
+  ); then
+    echo "main backend ready: $body" >&2
+    echo "connect clients to ws://127.0.0.1:$port ; per-backend state: send {\"type\":\"health_check\"}" >&2
+    # shellcheck disable=SC2086
+    $VIGIL_COMPOSE "${files[@]}" ps >&2
+    exit 0
+  fi
+  sleep 2
+done
+echo "main backend did not become ready in 240 s; see: $VIGIL_COMPOSE logs" >&2
+exit 1
