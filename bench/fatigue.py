@@ -1,0 +1,217 @@
+"""Fatigue backend benchmark: frames/s and p50/p95 latency for 640x480 JPEG frames of a real face.
+
+  (a) in-process: the service's own pipeline (base64 decode + MediaPipe + geometry + session),
+      no sockets;
+  (b) the fatigue service directly over WebSocket (started here on a free port unless
+      --service-url is given);
+  (c) through the main backend (gateway) with "model": "fatigue" (only with --gateway-url).
+
+Each mode runs 1 stream and N concurrent streams (--streams); a stream sends a frame, waits for
+the reply, sends the next (a camera at full speed). Goal: (c) >= 0.8 x (a) and >= 30 frames/s for
+one stream on CPU.
+
+  .venv/bin/python bench/fatigue.py                                  # (a) and (b)
+  .venv/bin/python bench/fatigue.py --gateway-url ws://127.0.0.1:8765  # + (c)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICE_DIR = REPO / "services" / "fatigue"
+sys.path[:0] = [str(SERVICE_DIR), str(REPO / "shared_protocol" / "src")]
+
+from shared_protocol.images import decode_image_b64  # noqa: E402
+from vigil_fatigue.analyzer import FatigueAnalyzer  # noqa: E402
+from vigil_fatigue.backend import mediapipe_engine_factory  # noqa: E402
+from vigil_fatigue.request import FatigueRequest  # noqa: E402
+from vigil_fatigue.settings import FatigueSettings  # noqa: E402
+
+FPS = 30.0  # client timestamps advance as from a 30 frames/s camera
+
+
+def make_frames(count: int = 16) -> list[str]:
+    """640x480 JPEGs (quality 85) of the astronaut photo, shifted a few pixels frame to frame."""
+    from skimage import data
+
+    face = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[:480]
+    frames = []
+    for i in range(count):
+        canvas = np.full((480, 640, 3), 200, np.uint8)
+        dx = 64 + int(12 * np.sin(i / count * 2 * np.pi))
+        canvas[:, dx : dx + 512] = face
+        ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        assert ok
+        frames.append(base64.b64encode(buf.tobytes()).decode("ascii"))
+    return frames
+
+
+def summarize(label: str, streams: int, latencies: list[float], wall: float) -> dict:
+    lat = sorted(latencies)
+    p50 = statistics.median(lat) * 1000
+    p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))] * 1000
+    fps = len(lat) / wall
+    print(f"{label:<28} streams={streams}  {fps:8.1f} frames/s  p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  (n={len(lat)})")
+    return {"mode": label, "streams": streams, "fps": fps, "p50_ms": p50, "p95_ms": p95}
+
+
+# ---- (a) in-process ------------------------------------------------------------------------------
+
+
+def bench_in_process(frames: list[str], n_frames: int, streams: int, warmup: int) -> dict:
+    settings = FatigueSettings()
+    analyzer = FatigueAnalyzer(mediapipe_engine_factory(settings), settings)
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def stream(k: int) -> None:
+        mine = []
+        for i in range(warmup + n_frames):
+            started = time.perf_counter()
+            image = decode_image_b64(frames[i % len(frames)])
+            analyzer.analyze(FatigueRequest(f"bench-{k}", False, i / FPS, image))
+            if i >= warmup:
+                mine.append(time.perf_counter() - started)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=stream, args=(k,)) for k in range(streams)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    analyzer.engine.close()
+    # Warm-up frames are inside `wall` but few; scale them out for the rate.
+    wall *= n_frames / (warmup + n_frames)
+    return summarize("(a) in-process", streams, latencies, wall)
+
+
+# ---- (b)/(c) over WebSocket ----------------------------------------------------------------------
+
+
+async def _ws_stream(url: str, frames: list[str], n_frames: int, warmup: int, k: int, model: str | None) -> list[float]:
+    from websockets.asyncio.client import connect
+
+    latencies = []
+    session = f"bench-{k}-{time.time_ns()}"
+    async with connect(url, max_size=None, compression=None) as ws:
+        for i in range(warmup + n_frames):
+            msg = {
+                "type": "inference_request",
+                "request_id": f"{k}-{i}",
+                "data": {"image": frames[i % len(frames)], "timestamp": i / FPS, "session_id": session},
+            }
+            if model:
+                msg["model"] = model
+            started = time.perf_counter()
+            await ws.send(json.dumps(msg))
+            reply = json.loads(await ws.recv())
+            elapsed = time.perf_counter() - started
+            if reply.get("type") != "inference_response":
+                raise RuntimeError(f"unexpected reply: {str(reply)[:300]}")
+            if i >= warmup:
+                latencies.append(elapsed)
+    return latencies
+
+
+def bench_ws(label: str, url: str, frames: list[str], n_frames: int, streams: int, warmup: int, model=None) -> dict:
+    async def run() -> tuple[list[float], float]:
+        started = time.perf_counter()
+        results = await asyncio.gather(*(_ws_stream(url, frames, n_frames, warmup, k, model) for k in range(streams)))
+        wall = (time.perf_counter() - started) * n_frames / (warmup + n_frames)
+        return [x for r in results for x in r], wall
+
+    latencies, wall = asyncio.run(run())
+    return summarize(label, streams, latencies, wall)
+
+
+def start_service() -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "shared_protocol" / "src"), "VIGIL_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(
+        [sys.executable, "main.py", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=SERVICE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp:
+                if resp.status == 200:
+                    return proc, f"ws://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("fatigue service did not become ready")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=300, help="measured frames per stream")
+    parser.add_argument("--warmup", type=int, default=20, help="unmeasured frames per stream first")
+    parser.add_argument("--streams", type=int, default=4, help="concurrent streams for the second run")
+    parser.add_argument("--service-url", help="fatigue service to use for (b) (default: start one here)")
+    parser.add_argument("--gateway-url", help="main backend for (c), e.g. ws://127.0.0.1:8765")
+    parser.add_argument("--skip-in-process", action="store_true")
+    args = parser.parse_args()
+
+    frames = make_frames()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"frames: 640x480 JPEG q85, {len(base64.b64decode(frames[0])) // 1024} KiB each; cpus={os.cpu_count()}; load {load}"
+    )
+    results = []
+    if not args.skip_in_process:
+        for streams in (1, args.streams):
+            results.append(bench_in_process(frames, args.frames, streams, args.warmup))
+    proc = None
+    url = args.service_url
+    if url is None:
+        proc, url = start_service()
+    try:
+        for streams in (1, args.streams):
+            results.append(bench_ws("(b) fatigue service", url, frames, args.frames, streams, args.warmup))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+    if args.gateway_url:
+        for streams in (1, args.streams):
+            results.append(
+                bench_ws("(c) via main backend", args.gateway_url, frames, args.frames, streams, args.warmup, "fatigue")
+            )
+    single = {r["mode"][:3]: r["fps"] for r in results if r["streams"] == 1}
+    if "(a)" in single and "(c)" in single:
+        ratio = single["(c)"] / single["(a)"]
+        print(
+            f"(c)/(a) one stream: {ratio:.2f} (goal >= 0.8); (c) one stream {single['(c)']:.1f} frames/s (goal >= 30)"
+        )
+    if "(a)" in single and "(b)" in single:
+        print(f"(b)/(a) one stream: {single['(b)'] / single['(a)']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""One request through the pipeline: landmarks -> per-frame geometry -> session -> fatigue score."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .engine import FaceLandmarks, LandmarkEngine
+from .geometry import FaceGeometry, measure_face
+from .request import FatigueRequest
+from .scoring import assess
+from .session import FrameObservation
+from .settings import FatigueSettings
+from .store import SessionStore
+
+
+class FatigueAnalyzer:
+    def __init__(self, engine: LandmarkEngine, settings: FatigueSettings):
+        self.engine = engine
+        self.settings = settings
+        self.sessions = SessionStore(settings)
+
+    def analyze(self, request: FatigueRequest) -> dict[str, Any]:
+        if request.frame is None:  # reset-only request
+            with self.sessions.lock:
+                existed = self.sessions.reset(request.session_id)
+            return {"session_id": request.session_id, "session_reset": True, "session_existed": existed}
+        faces = self.engine.detect([request.frame])[0]
+        height, width = request.frame.shape[:2]
+        face = max(faces, key=lambda f: f.area) if faces else None  # several faces: the largest
+        geometry = measure_face(face.points, width, height) if face is not None else None
+        observation = _observation(request.timestamp, geometry)
+        with self.sessions.lock:
+            if request.reset_session:
+                self.sessions.reset(request.session_id)
+            tracker = self.sessions.get(request.session_id)
+            verdict = tracker.observe(observation)
+            metrics = tracker.metrics()
+        assessment = assess(metrics, self.settings)
+        reply: dict[str, Any] = {
+            "prediction": assessment.score,
+            "confidence": assessment.confidence,
+            "fatigue_level": assessment.level,
+            "reasons": assessment.reasons,
+            "cue_scores": assessment.cue_scores,
+            "session_id": request.session_id,
+            "timestamp": request.timestamp,
+            "session_reset": request.reset_session,
+            "engine": self.engine.name,
+            "face_count": len(faces),
+            **_face_fields(face, geometry),
+            "eyes_closed": verdict.eyes_closed,
+            "mouth_open": verdict.mouth_open,
+            "events": list(verdict.events),
+            "session": metrics,
+        }
+        if verdict.warning:
+            reply["warning"] = verdict.warning
+        return _json_ready(reply)
+
+
+def _observation(timestamp: float, geometry: FaceGeometry | None) -> FrameObservation:
+    if geometry is None:
+        return FrameObservation(timestamp, face_detected=False)
+    pitch = geometry.head_pose.pitch if geometry.head_pose is not None else None
+    return FrameObservation(timestamp, True, ear=geometry.ear, mar=geometry.mar, pitch=pitch)
+
+
+def _face_fields(face: FaceLandmarks | None, geometry: FaceGeometry | None) -> dict[str, Any]:
+    if face is None or geometry is None:
+        return {
+            "face_detected": False,
+            "face_box": None,
+            "detection_score": None,
+            "ear_left": None,
+            "ear_right": None,
+            "ear": None,
+            "mar": None,
+            "head_pose": None,
+        }
+    x, y, w, h = face.box
+    pose = geometry.head_pose
+    return {
+        "face_detected": True,
+        "face_box": {"x": x, "y": y, "width": w, "height": h},
+        "detection_score": face.score,
+        "ear_left": geometry.ear_left,
+        "ear_right": geometry.ear_right,
+        "ear": geometry.ear,
+        "mar": geometry.mar,
+        "head_pose": None if pose is None else {"pitch": pose.pitch, "yaw": pose.yaw, "roll": pose.roll},
+    }
+
+
+def _json_ready(value: Any) -> Any:
+    """numpy scalars -> Python, floats rounded for readability, non-finite -> None (not JSON)."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return round(value, 6) if math.isfinite(value) else None
+    return value

@@ -1,0 +1,136 @@
+"""Service settings: limits, engine options and the fatigue thresholds with their sources.
+
+Every field can be overridden from the environment as `VIGIL_FATIGUE_<FIELD NAME IN UPPER CASE>`,
+e.g. `VIGIL_FATIGUE_PERCLOS_WINDOW_S=30`. (The main backend reads `VIGIL_FATIGUE_HOST/PORT/...`
+in *its* container to find this service; none of those names is a field here.)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "VIGIL_FATIGUE_"
+
+
+class FatigueSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # ---- input limits ------------------------------------------------------------------------
+    max_image_bytes: int = Field(8 * 1024 * 1024, gt=0)  # decoded JPEG/PNG bytes
+    max_image_side: int = Field(4096, gt=0)  # pixels; larger frames are refused, not resized
+
+    # ---- landmark engine ---------------------------------------------------------------------
+    max_faces: int = Field(4, ge=1)  # faces meshed per frame; the largest is analysed
+    min_detection_confidence: float = Field(0.5, gt=0, lt=1)
+    # 0 = short-range detector (faces within ~2 m, webcam/driver camera; fastest), 1 = full-range
+    # (small faces; a face the mesh misses in the full frame is then meshed on a crop around it).
+    face_detection_model: int = Field(0, ge=0, le=1)
+
+    # ---- eye closure -------------------------------------------------------------------------
+    # Before calibration: EAR 0.2 is the usual fixed eye-closed threshold for the 6-point EAR of
+    # Soukupová & Čech, "Real-Time Eye Blink Detection using Facial Landmarks", CVWW 2016 (open
+    # eyes ~0.25-0.35, closed well below 0.2).
+    default_ear_threshold: float = Field(0.2, gt=0, lt=1)
+    # Calibration: the open-eye EAR of this session = this percentile of its face frames in the
+    # first `calibration_s` seconds (a high-ish percentile ignores the ~5 % of time spent blinking).
+    calibration_s: float = Field(10.0, gt=0)
+    calibration_min_frames: int = Field(15, ge=1)
+    calibration_percentile: float = Field(70.0, gt=0, lt=100)
+    # P80 sense of PERCLOS (Wierwille et al. 1994, FHWA/NHTSA; Dinges & Grace 1998, FHWA-MCRT-98-006):
+    # "closed" = eyelid covers >= 80 % of the eye, i.e. the opening is below 20 % of the open one.
+    # The mesh never reports EAR 0 for a shut eye (lid thickness, the fit's smoothing), so the
+    # opening is measured above a floor: threshold = floor + (1 - 0.8) * (open_ear - floor); with a
+    # typical open EAR of 0.3 that is 0.14. The floor is an engineering value.
+    perclos_closure_fraction: float = Field(0.8, gt=0, lt=1)
+    closed_ear_floor: float = Field(0.1, ge=0, lt=1)
+    # Calibrated thresholds outside this band mean a bad calibration (eyes mostly shut, or a
+    # mis-fit mesh); they are clipped into it.
+    min_ear_threshold: float = Field(0.1, gt=0, lt=1)
+    max_ear_threshold: float = Field(0.3, gt=0, lt=1)
+
+    # ---- windows and episodes ----------------------------------------------------------------
+    perclos_window_s: float = Field(60.0, gt=0)  # PERCLOS is defined over 1 min (Dinges & Grace 1998)
+    # A frame's state is held until the next frame, but at most this long: a gap in the stream is
+    # not counted as closed or open time.
+    max_frame_gap_s: float = Field(1.0, gt=0)
+    # Blink = closure episode of 50-500 ms (the issue's range; alert blinks last ~100-300 ms and get
+    # longer with drowsiness: Caffier et al. 2003, Eur J Appl Physiol 89:319-325).
+    blink_min_s: float = Field(0.05, gt=0)
+    blink_max_s: float = Field(0.5, gt=0)
+    # Microsleep = eyes closed >= 1 s (the issue's definition; cf. Hertig-Godeschalk et al. 2020,
+    # Sleep 43(1): microsleep episodes of 1-15 s).
+    microsleep_min_s: float = Field(1.0, gt=0)
+    # Rates per minute need at least this much observed time, else they are reported as null.
+    min_rate_span_s: float = Field(10.0, gt=0)
+
+    # ---- mouth / yawns -----------------------------------------------------------------------
+    # MAR on the inner lip contour: closed ~0, speech up to ~0.4, yawns > 0.6 (engineering value used
+    # with mesh-based MAR; yawning as a fatigue cue: Abtahi et al. 2014, YawDD, ACM MMSys).
+    mouth_open_mar: float = Field(0.6, gt=0)
+    yawn_min_s: float = Field(1.5, gt=0)  # a yawn lasts ~4-7 s; speech openings are far shorter
+
+    # ---- head nods ---------------------------------------------------------------------------
+    # Nod = pitch at least this many degrees below (chin down) the session's baseline pitch for at
+    # least `nod_min_s`; engineering values (head-nodding as drowsiness cue: Ji et al. 2004, IEEE
+    # T-VT 53(4)).
+    nod_pitch_delta_deg: float = Field(15.0, gt=0)
+    nod_min_s: float = Field(0.2, gt=0)
+
+    # ---- scoring: (drowsy, very_drowsy) thresholds per cue ----------------------------------
+    # PERCLOS >= 0.15 drowsy (the onset commonly used after Wierwille et al. 1994 and Dinges &
+    # Grace 1998), >= 0.30 very drowsy (engineering value, twice the onset).
+    perclos_drowsy: float = Field(0.15, gt=0, le=1)
+    perclos_very_drowsy: float = Field(0.30, gt=0, le=1)
+    # Microsleeps in the window: any one means very drowsy.
+    microsleeps_drowsy: float = Field(1.0, gt=0)
+    microsleeps_very_drowsy: float = Field(1.0, gt=0)
+    # Mean blink duration (s): long blinks are an early drowsiness sign (Caffier et al. 2003 report
+    # ~0.2 s alert vs longer when drowsy); engineering cut-offs.
+    blink_duration_drowsy_s: float = Field(0.3, gt=0)
+    blink_duration_very_drowsy_s: float = Field(0.4, gt=0)
+    # Yawns and nods per minute (engineering cut-offs).
+    yawns_per_min_drowsy: float = Field(2.0, gt=0)
+    yawns_per_min_very_drowsy: float = Field(4.0, gt=0)
+    nods_per_min_drowsy: float = Field(1.0, gt=0)
+    nods_per_min_very_drowsy: float = Field(3.0, gt=0)
+    # Observed face time in the window for full confidence.
+    confidence_full_evidence_s: float = Field(30.0, gt=0)
+
+    # ---- sessions ----------------------------------------------------------------------------
+    max_sessions: int = Field(256, ge=1)  # least recently used beyond this are dropped
+    session_idle_ttl_s: float = Field(300.0, gt=0)  # wall-clock idle time before a session is dropped
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FatigueSettings:
+        pairs = [
+            ("blink_min_s", "blink_max_s"),
+            ("min_ear_threshold", "max_ear_threshold"),
+            ("perclos_drowsy", "perclos_very_drowsy"),
+            ("microsleeps_drowsy", "microsleeps_very_drowsy"),
+            ("blink_duration_drowsy_s", "blink_duration_very_drowsy_s"),
+            ("yawns_per_min_drowsy", "yawns_per_min_very_drowsy"),
+            ("nods_per_min_drowsy", "nods_per_min_very_drowsy"),
+        ]
+        for low, high in pairs:
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low} must not exceed {high}")
+        if self.blink_max_s > self.microsleep_min_s:
+            raise ValueError("blink_max_s must not exceed microsleep_min_s")
+        return self
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> FatigueSettings:
+        """Defaults overridden by `VIGIL_FATIGUE_<FIELD>` variables; unknown fields are ignored."""
+        environ = os.environ if environ is None else environ
+        overrides = {}
+        for name in cls.model_fields:
+            value = environ.get(ENV_PREFIX + name.upper())
+            if value is not None:
+                overrides[name] = value
+        try:
+            return cls.model_validate(overrides, strict=False)
+        except ValidationError as exc:
+            raise ValueError(f"bad {ENV_PREFIX}* setting: {exc}") from exc
