@@ -23,7 +23,7 @@ for f in services/*/requirements.txt services/*/requirements-test.txt; do
 done
 pip install "${args[@]}"
 nodeps=()
-for f in services/*/requirements-nodeps.txt; do
+for f in services/*/requirements-*nodeps.txt; do
   [ -f "$f" ] && nodeps+=(-r "$f")
 done
 [ ${#nodeps[@]} -gt 0 ] && pip install --no-deps "${nodeps[@]}"

@@ -1,0 +1,129 @@
+"""Service settings: input limits, the MNE pipeline's parameters and the scoring thresholds.
+
+Sources, lowest priority first: field defaults, a YAML file (`--config` or `VIGIL_EEG_CONFIG`),
+then environment variables `VIGIL_EEG_<FIELD NAME IN UPPER CASE>`, e.g. `VIGIL_EEG_LINE_FREQ=60`.
+(The main backend reads `VIGIL_EEG_HOST/PORT/ENABLED/...` in *its* container to find this service;
+none of those names is a field here.)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "VIGIL_EEG_"
+CONFIG_ENV = "VIGIL_EEG_CONFIG"
+
+
+class EEGSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # ---- input limits ------------------------------------------------------------------------
+    min_sfreq: float = Field(80.0, gt=0)  # below this the 1-40 Hz bands cannot be resolved
+    max_sfreq: float = Field(4096.0, gt=0)
+    max_channels: int = Field(256, ge=1)
+    max_chunk_samples: int = Field(16384, ge=1)  # samples per channel in one request
+    max_session_id_length: int = Field(128, ge=1)
+    # channels x samples of one window buffer (float64): 2M values = 16 MB per session, so that
+    # max_sessions sessions stay within ~1 GB even with many channels at a high rate.
+    max_window_values: int = Field(2_000_000, ge=1)
+
+    # ---- windowing ---------------------------------------------------------------------------
+    window_s: float = Field(4.0, gt=0)  # the analysed window (the ring buffer holds exactly this)
+    # A window shorter than window_s (session start) is analysed once it holds this much, with a
+    # lower confidence; below it the reply only reports buffering progress.
+    min_window_s: float = Field(2.0, gt=0)
+    # A timestamp that differs from the expected one (previous chunk's end) by more than this means
+    # lost or reordered data: the buffer is cleared so a window never spans a gap.
+    max_timestamp_gap_s: float = Field(1.0, gt=0)
+    # What a changed sfreq or channel list within a session does: "error" refuses the chunk
+    # (bad_request; send reset_session=true to start over), "reset" restarts the session with a warning.
+    on_stream_change: Literal["error", "reset"] = "error"
+
+    # ---- preprocessing (MNE) -----------------------------------------------------------------
+    line_freq: float = Field(50.0)  # mains: 50 Hz (EU/Asia) or 60 Hz (Americas)
+    notch_width: float = Field(2.0, gt=0)  # Hz, total stop-band width of the IIR notch
+    l_freq: float = Field(1.0, gt=0)
+    h_freq: float = Field(40.0, gt=0)
+    filter_order: int = Field(4, ge=1, le=8)  # Butterworth order (zero-phase: applied twice)
+    average_reference: bool = False  # consumer headsets (Emotiv) are already referenced (CMS/DRL)
+
+    # ---- bad channels / artifacts ------------------------------------------------------------
+    flat_ptp_uv: float = Field(1.0, ge=0)  # band-passed peak-to-peak below this = flat / disconnected
+    # ±150 µV: the usual absolute rejection threshold for scalp EEG epochs (e.g. MNE's tutorials use
+    # reject=dict(eeg=150e-6); ERP practice: Luck 2014, ±100-150 µV).
+    amplitude_uv: float = Field(150.0, gt=0)
+    # Power removed by the notch / power left in 1-40 Hz above this = excessive line noise.
+    line_noise_ratio: float = Field(1.0, gt=0)
+    min_good_fraction: float = Field(0.5, gt=0, le=1)  # of channels, for a window to enter the baseline
+
+    # ---- spectrum ----------------------------------------------------------------------------
+    welch_segment_s: float = Field(2.0, gt=0)  # 2 s segments -> 0.5 Hz resolution, 50 % overlap
+
+    # ---- baseline and scoring ----------------------------------------------------------------
+    baseline_windows: int = Field(10, ge=2)  # clean windows that form the session's baseline
+    baseline_hop_s: float = Field(1.0, gt=0)  # min. spacing between baseline windows (they overlap)
+    # Drowsiness z = mean z-score of the log10 indices θ/β, α/β, (θ+α)/β, (θ+α)/(α+β) against the
+    # session baseline. Jap et al. (2009, Expert Syst. Appl. 36:2352; 2011, Biol. Psychol.) found all
+    # four rise with driving fatigue, (θ+α)/β most; they give no cut-off, so these are ours:
+    # 1 SD above the own alert baseline = drowsy, 2 SD = very drowsy.
+    drowsy_z: float = 1.0
+    very_drowsy_z: float = 2.0
+    # Before the baseline exists, z is taken against a population prior of log10((θ+α)/β) for alert,
+    # eyes-open adults (relative θ≈0.2, α≈0.25, β≈0.25 -> ratio ≈ 1.8; spread from our own
+    # estimate, not a published norm), and confidence is halved.
+    prior_log_ratio_mean: float = 0.25
+    prior_log_ratio_std: float = Field(0.25, gt=0)
+    prior_confidence_factor: float = Field(0.5, gt=0, le=1)
+
+    # ---- sessions ----------------------------------------------------------------------------
+    max_sessions: int = Field(64, ge=1)  # least recently used session is evicted beyond this
+    session_ttl_s: float = Field(600.0, gt=0)  # idle sessions are dropped after this
+
+    # ---- optional learned model --------------------------------------------------------------
+    model_path: str | None = None  # TorchScript module; needs torch installed (not in the image)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> EEGSettings:
+        if self.line_freq not in (50.0, 60.0):
+            raise ValueError("line_freq must be 50 or 60")
+        if not self.l_freq < self.h_freq:
+            raise ValueError("l_freq must be below h_freq")
+        if self.min_window_s > self.window_s:
+            raise ValueError("min_window_s must not exceed window_s")
+        if self.min_sfreq > self.max_sfreq:
+            raise ValueError("min_sfreq must not exceed max_sfreq")
+        if self.very_drowsy_z <= self.drowsy_z:
+            raise ValueError("very_drowsy_z must exceed drowsy_z")
+        return self
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name in EEGSettings.model_fields:
+        value = environ.get(ENV_PREFIX + name.upper())
+        if value is not None:
+            overrides[name] = None if value == "" and name == "model_path" else value
+    return overrides
+
+
+def load_settings(config_path: str | None = None, environ: Mapping[str, str] | None = None) -> EEGSettings:
+    """YAML (optional) then env overrides; raises ValueError with every problem listed."""
+    environ = os.environ if environ is None else environ
+    config_path = config_path or environ.get(CONFIG_ENV) or None
+    values: dict[str, Any] = {}
+    if config_path:
+        with open(config_path, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config_path}: expected a mapping of settings, got {type(loaded).__name__}")
+        values.update(loaded)
+    values.update(_env_overrides(environ))
+    try:
+        return EEGSettings(**values)
+    except ValidationError as exc:
+        raise ValueError(f"invalid EEG settings: {exc}") from None
