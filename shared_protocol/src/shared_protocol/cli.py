@@ -23,7 +23,10 @@ LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"  # the seed'
 def configure_logging(level: str | None = None) -> None:
     level_name = (level or os.environ.get("VIGIL_LOG_LEVEL") or "INFO").upper()
     logging.basicConfig(level=getattr(logging, level_name, logging.INFO), format=LOG_FORMAT, stream=sys.stderr)
-    logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
+    # websockets logs every HTTP probe (/readyz every few seconds) at INFO; keep it to warnings
+    # unless debugging.
+    root_level = logging.getLogger().level
+    logging.getLogger("websockets").setLevel(logging.DEBUG if root_level <= logging.DEBUG else logging.WARNING)
 
 
 def _env(name: str, default: Any) -> Any:

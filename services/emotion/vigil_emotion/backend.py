@@ -1,0 +1,93 @@
+"""EmotionBackend: facial expression per face, primary-face smoothing per session, on port 8768."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from shared_protocol import BaseModelBackend
+
+from .affect import AffectMapper
+from .analyzer import FrameAnalyzer
+from .classifier import ExpressionClassifier
+from .request import parse_request
+from .response import build_reply
+from .settings import EmotionSettings
+from .smoothing import SessionSmoother
+
+logger = logging.getLogger(__name__)
+
+
+class EmotionBackend(BaseModelBackend):
+    model_name = "emotion"
+    model_version = "1.0.0"
+
+    def __init__(self, host: str, port: int, *, settings: EmotionSettings, **kwargs: Any):
+        super().__init__(host, port, **kwargs)
+        self.settings = settings
+        self.classifier: ExpressionClassifier | None = None
+        self.analyzer: FrameAnalyzer | None = None
+        self.affect: AffectMapper | None = None
+        self.smoother = SessionSmoother(
+            settings.smoothing_alpha,
+            max_gap_s=settings.smoothing_max_gap_s,
+            max_sessions=settings.max_sessions,
+            idle_ttl_s=settings.session_idle_ttl_s,
+        )
+
+    def initialize_model(self) -> None:
+        # Raises ModelLoadError with the reason; the base class then reports `unhealthy` with it.
+        if self.settings.torch_threads:
+            torch.set_num_threads(self.settings.torch_threads)
+        classifier = ExpressionClassifier(self.settings.model_dir, self.settings.device)
+        self.analyzer = FrameAnalyzer(classifier, self.settings)
+        self.affect = AffectMapper(classifier.labels)
+        self.device = str(classifier.device)
+        self.classifier = classifier
+        logger.info(
+            "loaded %s model from %s on %s, labels %s (valence/arousal %s)",
+            classifier.model_type,
+            classifier.model_dir,
+            self.device,
+            classifier.labels,
+            "on" if self.affect.supported else "off: labels not all known",
+        )
+
+    def model_info(self) -> dict[str, Any]:
+        info = super().model_info()
+        if self.classifier is not None:
+            info.update(
+                model_type=self.classifier.model_type,
+                model_dir=str(self.classifier.model_dir),
+                labels=self.classifier.labels,
+                detector="opencv-haar-frontalface",
+            )
+        return info
+
+    def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
+        if self.analyzer is None or self.classifier is None or self.affect is None:
+            raise RuntimeError("model is not initialized")
+        request = parse_request(data, self.settings)
+        analysis = self.analyzer.analyze(request.image)
+        primary = analysis.faces[0].probabilities if analysis.faces else None
+        smoothed = self.smoother.update(
+            request.session_id, primary, timestamp=request.timestamp, reset=request.reset_session
+        )
+        return build_reply(
+            self.classifier.labels,
+            analysis,
+            smoothed,
+            self.affect,
+            session_id=request.session_id,
+            timestamp=request.timestamp,
+            image_shape=request.image.shape,
+            smoothing_window=self.settings.smoothing_window,
+        )
+
+    def cleanup(self) -> None:
+        self.analyzer = None
+        self.classifier = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
