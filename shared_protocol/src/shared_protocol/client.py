@@ -18,7 +18,7 @@ import itertools
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import websockets
@@ -63,7 +63,6 @@ class BackendStatus:
     last_pong_at: float | None = None
     connected_since: float | None = None
     reconnects: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class BackendClient:
@@ -249,10 +248,12 @@ class BackendClient:
         finally:
             health.cancel()
             self._connection = None
-            if self.status.state != CLOSED:
-                self.status.state = RECONNECTING
             self.status.backend_status = None
-            logger.warning("backend %s disconnected: %s", self.name, self.status.last_error)
+            if self.status.state == CLOSED:
+                logger.info("backend %s connection closed by the client", self.name)
+            else:
+                self.status.state = RECONNECTING
+                logger.warning("backend %s disconnected: %s", self.name, self.status.last_error)
             self._fail_pending(ErrorCode.UNAVAILABLE, f"backend {self.name!r} disconnected mid-request")
 
     async def _health_loop(self) -> None:
