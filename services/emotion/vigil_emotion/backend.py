@@ -7,12 +7,12 @@ from typing import Any
 
 import torch
 
-from shared_protocol import BaseModelBackend
+from shared_protocol import BadRequestError, BaseModelBackend
 
 from .affect import AffectMapper
-from .analyzer import FrameAnalyzer
+from .analyzer import FrameAnalysis, FrameAnalyzer
 from .classifier import ExpressionClassifier
-from .request import parse_request
+from .request import EmotionRequest, parse_request
 from .response import build_reply
 from .settings import EmotionSettings
 from .smoothing import SessionSmoother
@@ -67,10 +67,27 @@ class EmotionBackend(BaseModelBackend):
         return info
 
     def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
+        result = self.process_batch([data])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def process_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
+        """Every face of every frame in the batch goes through the classifier in one forward pass;
+        a request with bad input fails alone. Smoothing sees the frames in arrival order."""
         if self.analyzer is None or self.classifier is None or self.affect is None:
             raise RuntimeError("model is not initialized")
-        request = parse_request(data, self.settings)
-        analysis = self.analyzer.analyze(request.image)
+        parsed: list[EmotionRequest | BadRequestError] = []
+        for data in batch:
+            try:
+                parsed.append(parse_request(data, self.settings))
+            except BadRequestError as exc:
+                parsed.append(exc)
+        valid = [item for item in parsed if not isinstance(item, BadRequestError)]
+        analyses = iter(self.analyzer.analyze_many([request.image for request in valid]))
+        return [item if isinstance(item, BadRequestError) else self._reply(item, next(analyses)) for item in parsed]
+
+    def _reply(self, request: EmotionRequest, analysis: FrameAnalysis) -> dict[str, Any]:
         primary = analysis.faces[0].probabilities if analysis.faces else None
         smoothed = self.smoother.update(
             request.session_id, primary, timestamp=request.timestamp, reset=request.reset_session
