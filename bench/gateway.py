@@ -25,8 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "shared_protocol" / "src"), str(REPO / "tests")]
 
-from support.net import BackendProcess, free_port, wait_http  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
+
+from support.net import BackendProcess, free_port, wait_http  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -80,7 +81,10 @@ def main() -> None:
     args = parser.parse_args()
 
     backend_port, gateway_port = free_port(), free_port()
-    with tempfile.TemporaryDirectory() as tmp, BackendProcess(backend_port, "--max-concurrency", "4", "--max-queue", "256"):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        BackendProcess(backend_port, "--max-concurrency", "4", "--max-queue", "256"),
+    ):
         cfg = Path(tmp) / "models.yaml"
         cfg.write_text(
             f"main_backend:\n  host: 127.0.0.1\n  port: {gateway_port}\n"

@@ -15,14 +15,15 @@ stamp "ruff"
 
 if [ -z "${VIGIL_SKIP_DOCKER_SETUP:-}" ]; then
   stamp "docker engine + base image"
-  eval "$(scripts/docker-setup.sh)"  # exports VIGIL_DOCKER, VIGIL_COMPOSE, VIGIL_BASE_IMAGE
+  setup_env=$(scripts/docker-setup.sh)  # fails the script if setup fails (eval "$(...)" would not)
+  eval "$setup_env"  # exports VIGIL_DOCKER, VIGIL_COMPOSE, VIGIL_BASE_IMAGE
 fi
 stamp "build images"
 scripts/build-images.sh
 
 stamp "pytest (unit + docker)"
 set +e
-.venv/bin/python -m pytest "$@"
+VIGIL_SKIP_BUILD=1 .venv/bin/python -m pytest "$@"  # images were just built
 rc=$?
 set -e
 stamp "done, pytest exit code $rc"

@@ -9,6 +9,8 @@
 # Stop with:  docker compose down   (docker-compose down on compose 1.29)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A stable project name (compose would otherwise take the checkout folder's name).
+export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-vigil}"
 
 files=(-f compose.yaml)
 build=1
@@ -20,7 +22,8 @@ for arg in "$@"; do
   esac
 done
 
-eval "$(scripts/docker-setup.sh)"  # exports VIGIL_DOCKER, VIGIL_COMPOSE, VIGIL_BASE_IMAGE
+setup_env=$(scripts/docker-setup.sh)  # fails the script if setup fails (eval "$(...)" would not)
+eval "$setup_env"  # exports VIGIL_DOCKER, VIGIL_COMPOSE, VIGIL_BASE_IMAGE
 [ "$build" = 1 ] && scripts/build-images.sh
 # shellcheck disable=SC2086  # VIGIL_COMPOSE may be "docker compose"
 $VIGIL_COMPOSE "${files[@]}" up -d
