@@ -68,14 +68,6 @@ def image_tag(service: str) -> str:
     return f"{os.environ.get('VIGIL_IMAGE_PREFIX', 'vigil/')}{service}:{os.environ.get('VIGIL_IMAGE_TAG', 'dev')}"
 
 
-def services_with_dockerfile() -> list[str]:
-    return sorted(p.parent.name for p in (REPO / "services").glob("*/Dockerfile"))
-
-
-def model_services_with_dockerfile() -> list[str]:
-    return [name for name in services_with_dockerfile() if name in MODEL_SERVICE_PORTS]
-
-
 def run_docker(setup: dict[str, str], *args: str, timeout: float = 120, check: bool = True) -> str:
     proc = subprocess.run([setup["VIGIL_DOCKER"], *args], capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

@@ -12,7 +12,6 @@ from dockerlib import (
     container_state,
     http_get,
     load_samples,
-    model_services_with_dockerfile,
     new_request_id,
     rpc,
     service_container,
@@ -31,7 +30,7 @@ def test_model_service_has_dockerfile_and_samples(service: str) -> None:
     assert callable(samples.valid_data) and callable(samples.bad_inputs)
 
 
-@pytest.mark.parametrize("service", model_services_with_dockerfile())
+@pytest.mark.parametrize("service", sorted(MODEL_SERVICE_PORTS))
 def test_model_service_container_speaks_the_protocol(service: str, service_image) -> None:
     samples = load_samples(service)
     image = service_image(service)

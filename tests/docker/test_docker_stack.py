@@ -25,7 +25,6 @@ from dockerlib import (
     REPO,
     compose_command,
     load_samples,
-    model_services_with_dockerfile,
     new_request_id,
     rpc,
     run_docker,
@@ -142,7 +141,7 @@ def wait_gateway(port: int, predicate, timeout: float, what: str) -> tuple[float
 
 
 def test_compose_stack_relays_survives_backend_stop_and_reconnects(docker_env, service_image, tmp_path) -> None:
-    present = model_services_with_dockerfile()
+    present = sorted(MODEL_SERVICE_PORTS)  # every model service must be in the stack
     for name in [MAIN_SERVICE, *present]:
         service_image(name)
     samples = {name: load_samples(name) for name in present}
@@ -155,9 +154,8 @@ def test_compose_stack_relays_survives_backend_stop_and_reconnects(docker_env, s
         def all_ready(pong: dict) -> bool:
             return all(pong["backends"][name]["ready"] for name in present)
 
-        _, pong = wait_gateway(port, all_ready, 60, "every present backend ready")
-        if present:
-            assert pong["status"] == "healthy", pong
+        _, pong = wait_gateway(port, all_ready, 60, "every backend ready")
+        assert pong["status"] == "healthy", pong
 
         with ws_client(port) as ws:
             # Each backend answers through :8765 with the relayed request_id.
@@ -169,21 +167,18 @@ def test_compose_stack_relays_survives_backend_stop_and_reconnects(docker_env, s
                 )
                 assert reply["type"] == "inference_response", (name, reply)
                 assert reply["request_id"] == rid and reply["data"], (name, reply)
-            # One `analyze` fans out to every present backend.
-            if present:
-                merged: dict = {}
-                for name in present:
-                    merged.update(samples[name].valid_data())
-                reply = rpc(ws, {"type": "analyze", "request_id": "an1", "data": merged})
-                assert reply["type"] == "analyze_response", reply
-                assert set(reply["data"]["results"]) == set(present), reply["data"]
-                assert not reply["data"]["errors"], reply["data"]
-
-        if not present:
-            return  # nothing to stop yet: only the gateway has an image
+            # One `analyze` with an image and an EEG chunk together fans out to every backend.
+            merged: dict = {}
+            for name in present:
+                merged.update(samples[name].valid_data())
+            assert "image" in merged and "eeg" in merged
+            reply = rpc(ws, {"type": "analyze", "request_id": "an1", "data": merged})
+            assert reply["type"] == "analyze_response", reply
+            assert set(reply["data"]["results"]) == set(present), reply["data"]
+            assert not reply["data"]["errors"], reply["data"]
 
         # Stop one backend: reported down, its requests answered `unavailable` within request_timeout.
-        victim = "eeg" if "eeg" in present else present[0]
+        victim = "eeg"
         cid = stack.container_id(victim)
         run_docker(docker_env, "stop", "--time", "10", cid, timeout=60)
         wait_gateway(port, lambda p: not p["backends"][victim]["connected"], REQUEST_TIMEOUT_S, f"{victim} down")
