@@ -29,16 +29,18 @@ eval "$setup_env"  # exports VIGIL_DOCKER, VIGIL_COMPOSE, VIGIL_BASE_IMAGE
 $VIGIL_COMPOSE "${files[@]}" up -d
 
 port="${VIGIL_PORT:-8765}"
-echo "waiting for the main backend on 127.0.0.1:$port ..." >&2
+echo "waiting until the main backend on 127.0.0.1:$port reports every backend healthy ..." >&2
 for _ in $(seq 1 120); do
   if body=$(python3 - "$port" <<'PY' 2>/dev/null
 import json, sys, urllib.request
 port = sys.argv[1]
 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-    print(json.dumps(json.load(r)))
+    body = json.load(r)
+print(json.dumps(body))
+sys.exit(0 if body.get("overall") == "healthy" else 1)  # every enabled backend loaded and connected
 PY
   ); then
-    echo "main backend ready: $body" >&2
+    echo "stack healthy: $body" >&2
     echo "connect clients to ws://127.0.0.1:$port ; per-backend state: send {\"type\":\"health_check\"}" >&2
     # shellcheck disable=SC2086
     $VIGIL_COMPOSE "${files[@]}" ps >&2
@@ -46,5 +48,5 @@ PY
   fi
   sleep 2
 done
-echo "main backend did not become ready in 240 s; see: $VIGIL_COMPOSE logs" >&2
+echo "stack not healthy within 240 s; state: send {\"type\":\"health_check\"} to ws://127.0.0.1:$port or see: $VIGIL_COMPOSE logs" >&2
 exit 1
