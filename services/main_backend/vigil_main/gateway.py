@@ -17,10 +17,10 @@ import signal
 import time
 from typing import Any
 
-import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
 from shared_protocol import BackendClient, ErrorCode, ProtocolError, Reply, messages
+from shared_protocol.connection import read_frames, send_message
 from shared_protocol.http_endpoints import json_endpoint, make_process_request
 from shared_protocol.shutdown import drain_and_close
 
@@ -165,37 +165,29 @@ class Gateway:
     # ---- client connections ------------------------------------------------------------------
 
     async def _handle_connection(self, connection: ServerConnection) -> None:
-        tasks: set[asyncio.Task] = set()
-        try:
-            async for frame in connection:
-                await self._handle_frame(connection, frame, tasks)
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+        await read_frames(connection, self._handle_frame)
 
     async def _handle_frame(self, connection: ServerConnection, frame, tasks: set[asyncio.Task]) -> None:
         try:
             msg = messages.parse_message(frame, _ALLOWED_TYPES)
         except ProtocolError as exc:
             self.metrics.client_messages.labels("invalid").inc()
-            await _send(connection, messages.error_message(exc.request_id, exc.code, exc.message))
+            await send_message(connection, messages.error_message(exc.request_id, exc.code, exc.message))
             return
         self.metrics.client_messages.labels(msg.type).inc()
         if msg.type == messages.HEALTH_CHECK:
             reply = messages.pong(self.overall_status(), msg.request_id, backends=self.backend_report())
-            await _send(connection, reply)
+            await send_message(connection, reply)
             return
         if self._draining:
-            await _send(
+            await send_message(
                 connection,
                 messages.error_message(msg.request_id, ErrorCode.UNAVAILABLE, "main backend is shutting down"),
             )
             return
         if len(tasks) >= self.config.main_backend.max_in_flight_per_connection:
             limit = self.config.main_backend.max_in_flight_per_connection
-            await _send(
+            await send_message(
                 connection,
                 messages.error_message(
                     msg.request_id, ErrorCode.OVERLOADED, f"more than {limit} requests in flight on this connection"
@@ -216,7 +208,7 @@ class Gateway:
             logger.exception("handling %s %s failed", msg.type, msg.request_id)
             reply = messages.error_message(msg.request_id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
         try:
-            await _send(connection, reply)
+            await send_message(connection, reply)
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
@@ -298,15 +290,3 @@ class Gateway:
                 errors[name] = {"code": reply.code, "error": reply.error}
         body = {"results": results, "errors": errors, "elapsed_ms": round((time.monotonic() - started) * 1000, 3)}
         return {"type": messages.ANALYZE_RESPONSE, "request_id": msg.request_id, "data": body}
-
-
-async def _send(connection: ServerConnection, message: dict[str, Any]) -> None:
-    try:
-        await connection.send(messages.encode(message))
-    except websockets.ConnectionClosed:
-        logger.debug("client gone before reply %s", message.get("request_id"))
-    except (TypeError, ValueError) as exc:
-        logger.error("reply %s is not JSON-serialisable: %s", message.get("request_id"), exc)
-        fallback = messages.error_message(message.get("request_id"), ErrorCode.INTERNAL, "reply is not serialisable")
-        with contextlib.suppress(websockets.ConnectionClosed):
-            await connection.send(messages.encode(fallback))

@@ -28,11 +28,11 @@ import threading
 import time
 from typing import Any
 
-import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
 from . import messages
 from .batching import BatchCollector, PendingItem
+from .connection import read_frames, send_message
 from .errors import BadRequestError, ErrorCode, ProtocolError
 from .eventloop import run_event_loop
 from .http_endpoints import json_endpoint, make_process_request
@@ -268,35 +268,23 @@ class BaseModelBackend(abc.ABC):
         return messages.pong(status, request_id, **info)
 
     async def _handle_connection(self, connection: ServerConnection) -> None:
-        peer = connection.remote_address
-        logger.debug("connection from %s", peer)
-        tasks: set[asyncio.Task] = set()
-        try:
-            async for frame in connection:
-                await self._handle_frame(connection, frame, tasks)
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            # Replies to a closed peer cannot be delivered, but the work is still bounded and
-            # finished so that slots and counters stay right.
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
-            logger.debug("connection from %s closed", peer)
+        logger.debug("connection from %s", connection.remote_address)
+        await read_frames(connection, self._handle_frame)
 
     async def _handle_frame(self, connection: ServerConnection, frame, tasks: set[asyncio.Task]) -> None:
         received_at = time.monotonic()
         try:
             msg = messages.parse_message(frame, _ALLOWED_TYPES)
         except ProtocolError as exc:
-            await _send(connection, messages.error_message(exc.request_id, exc.code, exc.message))
+            await send_message(connection, messages.error_message(exc.request_id, exc.code, exc.message))
             return
         if msg.type == messages.HEALTH_CHECK:
-            await _send(connection, self.pong_message(msg.request_id))
+            await send_message(connection, self.pong_message(msg.request_id))
             return
         refusal = self._admission_refusal()
         if refusal is not None:
             code, text = refusal
-            await _send(connection, messages.error_message(msg.request_id, code, text))
+            await send_message(connection, messages.error_message(msg.request_id, code, text))
             return
         self._admitted += 1
         self._idle.clear()
@@ -321,7 +309,7 @@ class BaseModelBackend(abc.ABC):
     async def _answer(self, connection: ServerConnection, request_id: str, data: dict, received_at: float) -> None:
         try:
             reply = await self._run_request(request_id, data, received_at)
-            await _send(connection, reply)
+            await send_message(connection, reply)
         finally:
             self._admitted -= 1
             if self._admitted == 0:
@@ -430,20 +418,3 @@ def _log_late_failure(future: asyncio.Future) -> None:
         exc = future.exception()
         if not isinstance(exc, BadRequestError):
             logger.error("a timed-out request later failed: %s: %s", type(exc).__name__, exc)
-
-
-async def _send(connection: ServerConnection, message: dict[str, Any]) -> None:
-    try:
-        text = messages.encode(message)
-    except (TypeError, ValueError) as exc:
-        # The model returned something JSON cannot carry (numpy types, NaN): still exactly one reply.
-        logger.error("reply for %s is not JSON-serialisable: %s", message.get("request_id"), exc)
-        text = messages.encode(
-            messages.error_message(
-                message.get("request_id"), ErrorCode.INTERNAL, f"result is not JSON-serialisable: {exc}"
-            )
-        )
-    try:
-        await connection.send(text)
-    except websockets.ConnectionClosed:
-        logger.debug("peer gone before reply %s could be sent", message.get("request_id"))
