@@ -1,0 +1,174 @@
+"""TorchLandmarkEngine: MediaPipe Face Mesh (468 points) on converted models, batched.
+
+One `detect(frames)` call runs the face detector once on all frames and the landmark model once
+on all face crops, so a backend that batches requests from many streams gets one forward pass per
+model per batch. The pre/post-processing reproduces MediaPipe 0.10.21's face_landmark_front_cpu
+graph in static-image mode (see roi.py and detection.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..engine import FaceLandmarks, LandmarkEngine, box_from_points
+from . import anchors, detection, roi
+from .graph import load_graph
+from .runtime import enable_cpu_fusion, optimize, resolve_device
+
+logger = logging.getLogger(__name__)
+
+DETECTOR_FILE = "face_detection_short_range.safetensors"
+LANDMARK_FILE = "face_landmark.safetensors"
+DETECTOR_SIZE = 128
+LANDMARK_SIZE = 192
+NUM_LANDMARKS = 468
+FACE_PRESENCE_THRESHOLD = 0.5  # MediaPipe's ThresholdingCalculator on the face flag
+
+
+@dataclass(frozen=True)
+class _FaceJob:
+    frame: int  # index into the detect() call's frames
+    region: roi.Roi
+    score: float  # detection score
+
+
+class TorchLandmarkEngine(LandmarkEngine):
+    name = "torch-face-mesh-0.10.21"
+
+    def __init__(
+        self,
+        weights_dir: str | Path,
+        *,
+        device: str = "auto",
+        max_faces: int = 4,
+        min_detection_confidence: float = 0.5,
+        jit: bool = True,
+        cpu_fusion: bool = True,
+        warmup: bool = True,
+        warmup_batch_sizes: Sequence[int] = (1, 2, 3, 4),
+    ):
+        if max_faces < 1:
+            raise ValueError("max_faces must be >= 1")
+        if not 0.0 < min_detection_confidence < 1.0:
+            raise ValueError("min_detection_confidence must be in (0, 1)")
+        self.device = resolve_device(device)
+        self.max_faces = max_faces
+        self.min_detection_confidence = min_detection_confidence
+        weights_dir = Path(weights_dir)
+        detector = load_graph(weights_dir / DETECTOR_FILE).to(self.device)
+        landmarks = load_graph(weights_dir / LANDMARK_FILE).to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        elif jit and cpu_fusion:
+            enable_cpu_fusion()
+        if jit:
+            detector = optimize(detector, torch.zeros(2, DETECTOR_SIZE, DETECTOR_SIZE, 3, device=self.device))
+            landmarks = optimize(landmarks, torch.zeros(2, LANDMARK_SIZE, LANDMARK_SIZE, 3, device=self.device))
+        self._detector = detector
+        self._landmarks = landmarks
+        self._anchors = anchors.generate_anchors(anchors.FACE_DETECTION_SHORT_RANGE)
+        # The graphs hold no state, but one forward at a time keeps memory bounded and CUDA simple.
+        self._lock = threading.Lock()
+        if warmup:
+            self._warm_up(warmup_batch_sizes)
+        logger.info("torch landmark engine on %s (jit=%s, cpu_fusion=%s)", self.device, jit, cpu_fusion)
+
+    def _warm_up(self, batch_sizes: Sequence[int]) -> None:
+        # The first calls at each batch size pay for allocation, cuDNN autotuning, TorchScript's
+        # profiling runs and fusion compiles; paying them here keeps them off live requests.
+        started = time.perf_counter()
+        for batch in batch_sizes:
+            for _ in range(3):
+                self._run(self._detector, np.zeros((batch, DETECTOR_SIZE, DETECTOR_SIZE, 3), np.float32))
+                self._run(self._landmarks, np.zeros((batch, LANDMARK_SIZE, LANDMARK_SIZE, 3), np.float32))
+        logger.info("warm-up for batch sizes %s took %.1f s", list(batch_sizes), time.perf_counter() - started)
+
+    def _run(self, model, batch: np.ndarray) -> list[np.ndarray]:
+        with self._lock, torch.inference_mode():
+            if model is None:
+                raise RuntimeError("TorchLandmarkEngine is closed")
+            outputs = model(torch.from_numpy(batch).to(self.device))
+            return [o.float().cpu().numpy() for o in outputs]
+
+    # -- pipeline ------------------------------------------------------------------------------
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[FaceLandmarks]]:
+        _check_frames(frames)
+        if not frames:
+            return []
+        jobs = self._face_jobs(frames)
+        results: list[list[FaceLandmarks]] = [[] for _ in frames]
+        if not jobs:
+            return results
+        crops = np.stack([_rgb(roi.warp(frames[j.frame], j.region, LANDMARK_SIZE, cv2.BORDER_REPLICATE)) for j in jobs])
+        raw_landmarks, face_flags = self._run(self._landmarks, crops.astype(np.float32) * np.float32(1.0 / 255.0))
+        presence = 1.0 / (1.0 + np.exp(-face_flags.reshape(-1)))
+        raw_landmarks = raw_landmarks.reshape(len(jobs), NUM_LANDMARKS, 3)
+        for job, raw, present in zip(jobs, raw_landmarks, presence, strict=True):
+            if not present > FACE_PRESENCE_THRESHOLD:  # MediaPipe keeps scores above it
+                continue
+            height, width = frames[job.frame].shape[:2]
+            points = roi.project_landmarks(raw, job.region, LANDMARK_SIZE)
+            results[job.frame].append(
+                FaceLandmarks(points=points, box=box_from_points(points, width, height), score=job.score)
+            )
+        return results
+
+    def detect_faces(self, frames: Sequence[np.ndarray]) -> list[list[detection.Detection]]:
+        """Face detections per frame in frame pixels (box x0, y0, x1, y1; 6 keypoints), best
+        first, at most `max_faces`: one detector forward pass for all frames."""
+        _check_frames(frames)
+        if not frames:
+            return []
+        letterboxes = [roi.letterbox_roi(f.shape[1], f.shape[0]) for f in frames]
+        inputs = np.stack(
+            [
+                _rgb(roi.warp(f, box, DETECTOR_SIZE, cv2.BORDER_CONSTANT))
+                for f, box in zip(frames, letterboxes, strict=True)
+            ]
+        )
+        regressors, logits = self._run(
+            self._detector, inputs.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
+        )
+        results = []
+        for i, letterbox in enumerate(letterboxes):
+            found = detection.decode(
+                regressors[i], logits[i, :, 0], self._anchors, DETECTOR_SIZE, self.min_detection_confidence
+            )
+            kept = detection.weighted_nms(found)[: self.max_faces]
+            results.append([roi.project_detection(d, letterbox) for d in kept])
+        return results
+
+    def _face_jobs(self, frames: Sequence[np.ndarray]) -> list[_FaceJob]:
+        jobs = []
+        for i, detections in enumerate(self.detect_faces(frames)):
+            rois = [roi.face_roi(d) for d in detections]
+            jobs.extend(_FaceJob(i, rois[k], detections[k].score) for k in roi.drop_duplicate_rois(rois))
+        return jobs
+
+    def close(self) -> None:
+        with self._lock:
+            self._detector = None
+            self._landmarks = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _check_frames(frames: Sequence[np.ndarray]) -> None:
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"frames[{i}]: expected a BGR uint8 array (H, W, 3)")
+        if frame.shape[0] < 1 or frame.shape[1] < 1:
+            raise ValueError(f"frames[{i}]: empty frame {frame.shape}")
+
+
+def _rgb(bgr: np.ndarray) -> np.ndarray:
+    return bgr[:, :, ::-1]

@@ -1,0 +1,73 @@
+"""Fixtures: the models converted once per session from the installed mediapipe wheel, the torch
+engine on them, and the MediaPipe reference solutions."""
+
+from __future__ import annotations
+
+import pytest
+from fatigue_torch import images
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory):
+    from vigil_fatigue.torch_engine.sources import MODELS, read_model
+    from vigil_fatigue.torch_engine.tflite_convert import convert_tflite_bytes, save_converted
+
+    out = tmp_path_factory.mktemp("face_mesh_torch")
+    for name in MODELS:
+        save_converted(convert_tflite_bytes(read_model(name), name), out / f"{name}.safetensors")
+    return out
+
+
+@pytest.fixture(scope="session")
+def torch_engine(weights_dir):
+    from vigil_fatigue.torch_engine.engine import TorchLandmarkEngine
+
+    engine = TorchLandmarkEngine(weights_dir, device="cpu", max_faces=4)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def mp_face_mesh():
+    from mediapipe.python.solutions import face_mesh
+
+    # The plain 468-point model: the one converted (the attention model has custom ops).
+    mesh = face_mesh.FaceMesh(
+        static_image_mode=True, max_num_faces=4, refine_landmarks=False, min_detection_confidence=0.5
+    )
+    yield mesh
+    mesh.close()
+
+
+@pytest.fixture(scope="session")
+def mp_face_detection():
+    from mediapipe.python.solutions import face_detection
+
+    detector = face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.5)
+    yield detector
+    detector.close()
+
+
+@pytest.fixture(scope="session")
+def astronaut():
+    return images.astronaut_bgr()
+
+
+@pytest.fixture(scope="session")
+def astronaut_closed(astronaut, torch_engine):
+    faces = torch_engine.detect([astronaut])[0]
+    assert len(faces) == 1
+    return images.close_eyes(astronaut, faces[0].points)
+
+
+@pytest.fixture(scope="session")
+def parity_images(astronaut, astronaut_closed):
+    out = dict(images.variants(astronaut))
+    out.update(
+        {
+            f"closed_{k}": v
+            for k, v in images.variants(astronaut_closed).items()
+            if k in ("original", "rotated_15", "scaled_0.5")
+        }
+    )
+    return out
