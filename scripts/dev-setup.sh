@@ -17,9 +17,12 @@ if [ -n "$torch_pin" ] && ! "$VENV/bin/python" -c "import torch" 2>/dev/null; th
   if [ -n "$wheel" ]; then pip install "$wheel"; else pip install "$torch_pin"; fi
 fi
 
+# Every services/*/requirements*.txt (runtime, test, builder, optional engines) in one resolve, so
+# conflicting pins fail here; the *nodeps.txt ones go in afterwards with --no-deps.
 args=(-r requirements-dev.txt)
-for f in services/*/requirements.txt services/*/requirements-test.txt; do
-  [ -f "$f" ] && args+=(-r "$f")
+for f in services/*/requirements*.txt; do
+  case "$f" in *nodeps.txt) continue ;; esac
+  args+=(-r "$f")
 done
 pip install "${args[@]}"
 nodeps=()

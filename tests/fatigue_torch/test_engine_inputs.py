@@ -71,22 +71,30 @@ def test_eager_and_jit_agree_and_close_is_final(weights_dir, torch_engine, astro
         eager.detect([astronaut])
 
 
-def test_factory_uses_service_settings(weights_dir, monkeypatch, astronaut):
+def test_factory_uses_service_settings(weights_dir, astronaut):
     from vigil_fatigue.settings import FatigueSettings
-    from vigil_fatigue.torch_engine.factory import WEIGHTS_DIR_ENV, torch_engine_factory
+    from vigil_fatigue.torch_engine.factory import torch_engine_factory
 
-    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(weights_dir))
-    engine = torch_engine_factory(FatigueSettings(max_faces=2, min_detection_confidence=0.6))
+    settings = FatigueSettings(
+        engine="torch",
+        torch_weights_dir=str(weights_dir),
+        torch_device="cpu",
+        max_faces=2,
+        min_detection_confidence=0.6,
+    )
+    engine = torch_engine_factory(settings)
     try:
         assert (engine.max_faces, engine.min_detection_confidence) == (2, 0.6)
+        assert str(engine.device) == "cpu"
         assert len(engine.detect([astronaut])[0]) == 1
     finally:
         engine.close()
     with pytest.raises(ValueError, match="face_detection_model"):
         torch_engine_factory(FatigueSettings(face_detection_model=1))
-    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(weights_dir / "nowhere"))
+    with pytest.raises(ValueError, match="face_detection_model"):
+        FatigueSettings(engine="torch", face_detection_model=1)
     with pytest.raises(FileNotFoundError):
-        torch_engine_factory(FatigueSettings())
+        torch_engine_factory(FatigueSettings(engine="torch", torch_weights_dir=str(weights_dir / "nowhere")))
 
 
 def test_degenerate_frames_give_no_faces(torch_engine):

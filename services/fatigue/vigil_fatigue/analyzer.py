@@ -22,12 +22,14 @@ class FatigueAnalyzer:
         self.settings = settings
         self.sessions = SessionStore(settings)
 
-    def analyze(self, request: FatigueRequest) -> dict[str, Any]:
+    def analyze(self, request: FatigueRequest, faces: list[FaceLandmarks] | None = None) -> dict[str, Any]:
+        """`faces`: the engine's result for this frame when the caller already ran it (batching)."""
         if request.frame is None:  # reset-only request
             with self.sessions.lock:
                 existed = self.sessions.reset(request.session_id)
             return {"session_id": request.session_id, "session_reset": True, "session_existed": existed}
-        faces = self.engine.detect([request.frame])[0]
+        if faces is None:
+            faces = self.engine.detect([request.frame])[0]
         height, width = request.frame.shape[:2]
         face = max(faces, key=lambda f: f.area) if faces else None  # several faces: the largest
         geometry = measure_face(face.points, width, height) if face is not None else None

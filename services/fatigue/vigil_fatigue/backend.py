@@ -6,11 +6,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from shared_protocol import BaseModelBackend
+from shared_protocol import BadRequestError, BaseModelBackend
 
 from .analyzer import FatigueAnalyzer
 from .engine import LandmarkEngine
-from .request import parse_request
+from .request import FatigueRequest, parse_request
 from .settings import FatigueSettings
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,14 @@ def mediapipe_engine_factory(settings: FatigueSettings) -> LandmarkEngine:
     )
 
 
+def engine_from_settings(settings: FatigueSettings) -> LandmarkEngine:
+    if settings.engine == "torch":
+        from .torch_engine.factory import torch_engine_factory
+
+        return torch_engine_factory(settings)
+    return mediapipe_engine_factory(settings)
+
+
 class FatigueBackend(BaseModelBackend):
     model_name = "fatigue-face-mesh"
     model_version = "1.0.0"
@@ -36,7 +44,7 @@ class FatigueBackend(BaseModelBackend):
         port: int,
         *,
         settings: FatigueSettings,
-        engine_factory: Callable[[FatigueSettings], LandmarkEngine] = mediapipe_engine_factory,
+        engine_factory: Callable[[FatigueSettings], LandmarkEngine] = engine_from_settings,
         **kwargs: Any,
     ):
         super().__init__(host, port, **kwargs)
@@ -48,11 +56,32 @@ class FatigueBackend(BaseModelBackend):
         engine = self._engine_factory(self.settings)
         self.model_name = f"fatigue-{engine.name}"
         self.analyzer = FatigueAnalyzer(engine, self.settings)
+        self.device = str(getattr(engine, "device", "cpu"))
         logger.info("landmark engine %s ready", engine.name)
 
     def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
         request = parse_request(data, self.settings)
         return self.analyzer.analyze(request)
+
+    def process_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
+        """One engine call for every frame of the batch (one forward pass per model with the torch
+        engine); sessions then see the frames in arrival order. A bad request fails alone."""
+        results: list[dict[str, Any] | Exception | None] = [None] * len(batch)
+        parsed: list[tuple[int, FatigueRequest]] = []
+        for i, data in enumerate(batch):
+            try:
+                parsed.append((i, parse_request(data, self.settings)))
+            except BadRequestError as exc:
+                results[i] = exc
+        with_frames = [(i, request) for i, request in parsed if request.frame is not None]
+        detected = self.analyzer.engine.detect([request.frame for _, request in with_frames]) if with_frames else []
+        faces_of = {i: faces for (i, _), faces in zip(with_frames, detected, strict=True)}
+        for i, request in parsed:
+            try:
+                results[i] = self.analyzer.analyze(request, faces=faces_of.get(i))
+            except Exception as exc:  # one request's failure is its own
+                results[i] = exc
+        return results
 
     def model_info(self) -> dict[str, Any]:
         info = super().model_info()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -28,6 +29,13 @@ class FatigueSettings(BaseModel):
     # 0 = short-range detector (faces within ~2 m, webcam/driver camera; fastest), 1 = full-range
     # (small faces; a face the mesh misses in the full frame is then meshed on a crop around it).
     face_detection_model: int = Field(0, ge=0, le=1)
+    # Which landmark engine: "torch" (MediaPipe's face detection + 468-point mesh converted to
+    # PyTorch at image build time; batches frames across streams; CUDA when available) is what the
+    # image runs; "mediapipe" (the original TFLite graphs, 478 points with iris) needs the
+    # mediapipe package (requirements-mediapipe*.txt), which the host venv has and the image not.
+    engine: Literal["mediapipe", "torch"] = "mediapipe"
+    torch_weights_dir: str = "/opt/vigil/models/face_mesh_torch"  # convert_tflite.py --out
+    torch_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")  # auto: CUDA when available
 
     # ---- eye closure -------------------------------------------------------------------------
     # Before calibration: EAR 0.2 is the usual fixed eye-closed threshold for the 6-point EAR of
@@ -117,6 +125,8 @@ class FatigueSettings(BaseModel):
         for low, high in pairs:
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(f"{low} must not exceed {high}")
+        if self.engine == "torch" and self.face_detection_model != 0:
+            raise ValueError("face_detection_model: the torch engine has the short-range detector (0) only")
         if self.blink_max_s > self.microsleep_min_s:
             raise ValueError("blink_max_s must not exceed microsleep_min_s")
         return self
