@@ -12,6 +12,8 @@ one stream on CPU.
 
   .venv/bin/python bench/fatigue.py                                  # (a) and (b)
   .venv/bin/python bench/fatigue.py --gateway-url ws://127.0.0.1:8765  # + (c)
+  .venv/bin/python bench/fatigue.py --engine torch --max-batch-size 4  # the torch engine (weights
+                                                          # converted to a temp dir unless given)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -39,7 +42,7 @@ sys.path[:0] = [str(SERVICE_DIR), str(REPO / "shared_protocol" / "src")]
 
 from shared_protocol.images import decode_image_b64  # noqa: E402
 from vigil_fatigue.analyzer import FatigueAnalyzer  # noqa: E402
-from vigil_fatigue.backend import mediapipe_engine_factory  # noqa: E402
+from vigil_fatigue.backend import engine_from_settings  # noqa: E402
 from vigil_fatigue.request import FatigueRequest  # noqa: E402
 from vigil_fatigue.settings import FatigueSettings  # noqa: E402
 
@@ -74,9 +77,8 @@ def summarize(label: str, streams: int, latencies: list[float], wall: float) -> 
 # ---- (a) in-process ------------------------------------------------------------------------------
 
 
-def bench_in_process(frames: list[str], n_frames: int, streams: int, warmup: int) -> dict:
-    settings = FatigueSettings()
-    analyzer = FatigueAnalyzer(mediapipe_engine_factory(settings), settings)
+def bench_in_process(settings: FatigueSettings, frames: list[str], n_frames: int, streams: int, warmup: int) -> dict:
+    analyzer = FatigueAnalyzer(engine_from_settings(settings), settings)
     latencies: list[float] = []
     lock = threading.Lock()
 
@@ -91,12 +93,15 @@ def bench_in_process(frames: list[str], n_frames: int, streams: int, warmup: int
         with lock:
             latencies.extend(mine)
 
-    threads = [threading.Thread(target=stream, args=(k,)) for k in range(streams)]
     started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    if streams == 1:
+        stream(0)  # on the thread that built the engine, as the service does (one worker thread)
+    else:
+        threads = [threading.Thread(target=stream, args=(k,)) for k in range(streams)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     wall = time.perf_counter() - started
     analyzer.engine.close()
     # Warm-up frames are inside `wall` but few; scale them out for the rate.
@@ -143,13 +148,28 @@ def bench_ws(label: str, url: str, frames: list[str], n_frames: int, streams: in
     return summarize(label, streams, latencies, wall)
 
 
-def start_service() -> tuple[subprocess.Popen, str]:
+def start_service(settings: FatigueSettings, max_batch_size: int) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "shared_protocol" / "src"), "VIGIL_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "shared_protocol" / "src"),
+        "VIGIL_LOG_LEVEL": "WARNING",
+        "VIGIL_FATIGUE_ENGINE": settings.engine,
+        "VIGIL_FATIGUE_TORCH_WEIGHTS_DIR": settings.torch_weights_dir,
+    }
     proc = subprocess.Popen(
-        [sys.executable, "main.py", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "main.py",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--max-batch-size",
+            str(max_batch_size),
+        ],
         cwd=SERVICE_DIR,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -175,21 +195,37 @@ def main() -> int:
     parser.add_argument("--service-url", help="fatigue service to use for (b) (default: start one here)")
     parser.add_argument("--gateway-url", help="main backend for (c), e.g. ws://127.0.0.1:8765")
     parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--engine", choices=["mediapipe", "torch"], default="mediapipe")
+    parser.add_argument("--torch-weights-dir", help="converted weights (default: convert to a temp dir now)")
+    parser.add_argument("--max-batch-size", type=int, default=1, help="the started service's batching")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = args.torch_weights_dir
+        if args.engine == "torch" and weights is None:
+            weights = tmp
+            subprocess.run(
+                [sys.executable, str(SERVICE_DIR / "convert_tflite.py"), "--out", tmp], check=True, cwd=SERVICE_DIR
+            )
+        settings = FatigueSettings(engine=args.engine, **({"torch_weights_dir": weights} if weights else {}))
+        return run_benchmarks(args, settings)
+
+
+def run_benchmarks(args: argparse.Namespace, settings: FatigueSettings) -> int:
 
     frames = make_frames()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"frames: 640x480 JPEG q85, {len(base64.b64decode(frames[0])) // 1024} KiB each; cpus={os.cpu_count()}; load {load}"
+        f"frames: 640x480 JPEG q85, {len(base64.b64decode(frames[0])) // 1024} KiB each; cpus={os.cpu_count()}; "
+        f"load {load}; engine {settings.engine}; service max_batch_size {args.max_batch_size}"
     )
     results = []
     if not args.skip_in_process:
         for streams in (1, args.streams):
-            results.append(bench_in_process(frames, args.frames, streams, args.warmup))
+            results.append(bench_in_process(settings, frames, args.frames, streams, args.warmup))
     proc = None
     url = args.service_url
     if url is None:
-        proc, url = start_service()
+        proc, url = start_service(settings, args.max_batch_size)
     try:
         for streams in (1, args.streams):
             results.append(bench_ws("(b) fatigue service", url, frames, args.frames, streams, args.warmup))

@@ -122,7 +122,7 @@ class BaseModelBackend(abc.ABC):
 
     @abc.abstractmethod
     def initialize_model(self) -> None:
-        """Load the model. Called once, in a worker thread, after the server is listening."""
+        """Load the model. Called once, on the worker pool, after the server is listening."""
 
     @abc.abstractmethod
     def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +130,7 @@ class BaseModelBackend(abc.ABC):
 
     @abc.abstractmethod
     def cleanup(self) -> None:
-        """Release the model's resources. Called once at shutdown."""
+        """Release the model's resources. Called once at shutdown, on the worker pool."""
 
     def process_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
         """Run several requests in one call (used when max_batch_size > 1). Called in a worker thread.
@@ -217,8 +217,12 @@ class BaseModelBackend(abc.ABC):
                 batch_loop.cancel()
 
     async def _initialize(self) -> None:
+        # The model is loaded on the worker pool that will run it: with the default single worker,
+        # load, warm-up and inference share one thread. Frameworks with per-thread state (an OpenMP
+        # thread team per calling thread, as in PyTorch on CPU) slow down 2-3x when a second
+        # thread ever calls them: the idle team spins against the busy one.
         try:
-            await asyncio.to_thread(self.initialize_model)
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.initialize_model)
         except Exception as exc:  # any failure leaves the server up and reporting why
             self.status = UNHEALTHY
             self.init_error = f"{type(exc).__name__}: {exc}"
@@ -233,11 +237,18 @@ class BaseModelBackend(abc.ABC):
         await drain_and_close(server, self._idle, self.grace_period)
         if not init_task.done():
             init_task.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        # cleanup() on the worker pool too, after work still queued there; a model call stuck past
+        # its timeout must not hold the process forever.
+        cleanup = asyncio.get_running_loop().run_in_executor(self._executor, self.cleanup)
         try:
-            await asyncio.to_thread(self.cleanup)
+            await asyncio.wait_for(asyncio.shield(cleanup), timeout=max(self.grace_period, 1.0))
+        except TimeoutError:
+            logger.error(
+                "cleanup did not run within %.1fs (a worker is still busy); exiting without it", self.grace_period
+            )
         except Exception:
             logger.exception("cleanup failed")
+        self._executor.shutdown(wait=False, cancel_futures=True)
         logger.info("stopped")
 
     # ---- HTTP probes -------------------------------------------------------------------------
