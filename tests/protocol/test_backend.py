@@ -265,3 +265,38 @@ def test_sigterm_drains_in_flight_work_then_cleans_up():
             wait_http(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
     finally:
         proc.stop()
+
+
+def test_model_sees_one_thread_for_load_inference_and_cleanup():
+    """With one worker, initialize_model, process_inference and cleanup share a thread (frameworks
+    such as PyTorch keep per-calling-thread pools that slow down when a second thread calls)."""
+    import threading
+
+    class ThreadRecorder(ControlledBackend):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.threads: dict[str, set[int]] = {"init": set(), "infer": set(), "cleanup": set()}
+
+        def initialize_model(self):
+            self.threads["init"].add(threading.get_ident())
+
+        def process_inference(self, data):
+            self.threads["infer"].add(threading.get_ident())
+            return {"ok": True}
+
+        def cleanup(self):
+            self.threads["cleanup"].add(threading.get_ident())
+
+    async def scenario(backend):
+        async with serving(backend) as url:
+            await wait_ready(backend)
+            async with await connect_ws(url) as ws:
+                for i in range(5):
+                    await rpc(ws, {"type": "inference_request", "request_id": f"t{i}", "data": {}})
+
+    for kwargs in ({}, {"max_batch_size": 4}):
+        backend = ThreadRecorder(**kwargs)
+        run(scenario(backend))
+        used = set().union(*backend.threads.values())
+        assert len(used) == 1 and all(backend.threads.values()), backend.threads
+        assert threading.get_ident() not in used  # never the event loop's thread
