@@ -298,3 +298,25 @@ def test_gateway_sigterm_drains(tmp_path):
         finally:
             if gw.poll() is None:
                 gw.kill()
+
+
+def test_backend_batch_sizes_reach_prometheus_metrics():
+    async def scenario():
+        eeg = ControlledBackend(max_batch_size=4, max_queue_delay_ms=100)
+        async with serving(eeg) as eeg_url:
+            await wait_ready(eeg)
+            gateway = Gateway(make_config({"eeg": (int(eeg_url.rsplit(":", 1)[1]), {})}))
+            async with serving(gateway) as url:
+                await wait_for(lambda: gateway.clients["eeg"].ready)
+                async with await connect_ws(url) as ws:
+                    for i in range(4):
+                        msg = {"type": "inference_request", "request_id": f"b{i}", "model": "eeg", "data": {"i": i}}
+                        await ws.send(json.dumps(msg))
+                    replies = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(4)]
+                    assert {r["timing"]["batch_size"] for r in replies} == {4}
+                code, body = await asyncio.to_thread(http_get, url.replace("ws://", "http://") + "/metrics")
+                assert code == 200
+                assert 'vigil_backend_batch_size_count{backend="eeg"} 4.0' in body
+                assert 'vigil_backend_batch_size_sum{backend="eeg"} 16.0' in body
+
+    run(scenario())

@@ -45,6 +45,13 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.batch_size = Histogram(
+            "vigil_backend_batch_size",
+            "Requests per model call inside the backend (backend-reported, dynamic batching)",
+            ["backend"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
         self.backend_up = Gauge(
             "vigil_backend_up", "1 when the backend connection is up", ["backend"], registry=self.registry
         )
@@ -64,6 +71,9 @@ class GatewayMetrics:
                 self.queue_time.labels(backend).observe(queue_ms / 1000)
             if isinstance(compute_ms, (int, float)):
                 self.compute_time.labels(backend).observe(compute_ms / 1000)
+            batch_size = timing.get("batch_size")
+            if isinstance(batch_size, int) and batch_size >= 1:
+                self.batch_size.labels(backend).observe(batch_size)
 
     def render(self) -> tuple[str, bytes]:
         return CONTENT_TYPE_LATEST, generate_latest(self.registry)
