@@ -169,7 +169,7 @@ class Gateway:
 
     async def _handle_frame(self, connection: ServerConnection, frame, tasks: set[asyncio.Task]) -> None:
         try:
-            msg = messages.parse_message(frame, _ALLOWED_TYPES)
+            msg = messages.parse_message_keeping_data_text(frame, _ALLOWED_TYPES)
         except ProtocolError as exc:
             self.metrics.client_messages.labels("invalid").inc()
             await send_message(connection, messages.error_message(exc.request_id, exc.code, exc.message))
@@ -224,14 +224,14 @@ class Gateway:
             return Reply.failure(ErrorCode.UNAVAILABLE, f"backend {name!r} is disabled in the configuration")
         return None
 
-    async def _call(self, name: str, data: dict[str, Any]) -> Reply:
+    async def _call(self, name: str, data: dict[str, Any], data_json: str | None = None) -> Reply:
         refusal = self._backend_refusal(name)
         if refusal is not None:
             return refusal
         client = self.clients[name]
         if not client.connected:
             client.wake()  # try to reconnect now rather than at the next tick
-        reply = await client.request(data)
+        reply = await client.request(data, data_json=data_json)
         self.metrics.observe_reply(name, reply)
         return reply
 
@@ -247,7 +247,7 @@ class Gateway:
             return messages.error_message(
                 msg.request_id, ErrorCode.BAD_REQUEST, f"field 'model' must be a string, got {type(model).__name__}"
             )
-        reply = await self._call(model, msg.data)
+        reply = await self._call(model, msg.data, msg.data_json)
         if reply.ok:
             extra = {"model": model}
             if reply.timing is not None:

@@ -138,7 +138,10 @@ class BackendClient:
 
     # ---- requests ----------------------------------------------------------------------------
 
-    async def request(self, data: dict[str, Any], *, timeout: float | None = None) -> Reply:
+    async def request(
+        self, data: dict[str, Any], *, timeout: float | None = None, data_json: str | None = None
+    ) -> Reply:
+        """`data_json`: `data` already encoded (e.g. the client's own text, relayed verbatim)."""
         started = time.monotonic()
         connection = self._connection
         if connection is None or not self.connected:
@@ -152,10 +155,14 @@ class BackendClient:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[request_id] = (future, started)
         try:
-            try:
-                text = messages.encode(messages.inference_request(request_id, data))
-            except (TypeError, ValueError) as exc:
-                return Reply.failure(ErrorCode.BAD_REQUEST, f"data cannot be encoded as JSON: {exc}")
+            if data_json is not None:
+                # request_id is this client's own ASCII id: no escaping needed.
+                text = f'{{"type":"{messages.INFERENCE_REQUEST}","request_id":"{request_id}","data":{data_json}}}'
+            else:
+                try:
+                    text = messages.encode(messages.inference_request(request_id, data))
+                except (TypeError, ValueError) as exc:
+                    return Reply.failure(ErrorCode.BAD_REQUEST, f"data cannot be encoded as JSON: {exc}")
             try:
                 await connection.send(text)
             except websockets.ConnectionClosed:
