@@ -11,9 +11,7 @@ Plain HTTP on the same port: /healthz, /readyz, /metrics.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
 from typing import Any
 
@@ -21,6 +19,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from shared_protocol import BackendClient, ErrorCode, ProtocolError, Reply, messages
 from shared_protocol.connection import read_frames, send_message
+from shared_protocol.eventloop import stop_on_signals
 from shared_protocol.http_endpoints import json_endpoint, make_process_request
 from shared_protocol.shutdown import drain_and_close
 
@@ -68,9 +67,7 @@ class Gateway:
         self._stop = asyncio.Event()
         self._idle.set()
         if install_signal_handlers:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(NotImplementedError):
-                    self._loop.add_signal_handler(sig, self._stop.set)
+            stop_on_signals(self._stop)
         self._make_clients()
         for client in self.clients.values():
             client.start()

@@ -21,9 +21,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
-import signal
 import threading
 import time
 from typing import Any
@@ -34,7 +32,7 @@ from . import messages
 from .batching import BatchCollector, PendingItem
 from .connection import read_frames, send_message
 from .errors import BadRequestError, ErrorCode, ProtocolError
-from .eventloop import run_event_loop
+from .eventloop import run_event_loop, stop_on_signals
 from .http_endpoints import json_endpoint, make_process_request
 from .limits import (
     DEFAULT_GRACE_PERIOD,
@@ -185,9 +183,7 @@ class BaseModelBackend(abc.ABC):
             self._batcher = BatchCollector(self.max_batch_size, self.max_queue_delay_ms)
             batch_loop = asyncio.create_task(self._batch_loop())
         if install_signal_handlers:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(NotImplementedError):
-                    self._loop.add_signal_handler(sig, self._stop_event.set)
+            stop_on_signals(self._stop_event)
         process_request = make_process_request(
             {"/healthz": json_endpoint(self._healthz), "/readyz": json_endpoint(self._readyz)}
         )

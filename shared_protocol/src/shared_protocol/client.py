@@ -128,14 +128,6 @@ class BackendClient:
             await connection.close()
         self._fail_pending(ErrorCode.UNAVAILABLE, f"backend {self.name!r}: client closed")
 
-    async def wait_connected(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.connected:
-                return True
-            await asyncio.sleep(0.02)
-        return self.connected
-
     # ---- requests ----------------------------------------------------------------------------
 
     async def request(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from collections.abc import Coroutine
 from typing import Any
 
@@ -27,3 +28,16 @@ def run_event_loop(main: Coroutine[Any, Any, Any]) -> Any:
     logger.debug("event loop: %s", "uvloop" if factory else "asyncio")
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGTERM / SIGINT set `stop` (graceful drain) instead of killing the process mid-request.
+
+    Where the loop cannot take signal handlers (Windows), Ctrl-C raises KeyboardInterrupt as usual.
+    """
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except NotImplementedError:
+            logger.debug("no signal handlers on this platform; Ctrl-C interrupts directly")
