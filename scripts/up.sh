@@ -9,8 +9,6 @@
 # Stop with:  docker compose down   (docker-compose down on compose 1.29)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# A stable project name (compose would otherwise take the checkout folder's name).
-export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-vigil}"
 
 files=(-f compose.yaml)
 build=1
