@@ -4,7 +4,7 @@ engine on them, and the MediaPipe reference solutions."""
 from __future__ import annotations
 
 import pytest
-from fatigue_torch import images
+from fatigue import images
 
 
 @pytest.fixture(scope="session")

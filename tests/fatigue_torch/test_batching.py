@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from fatigue_torch import images
+from fatigue import images
 
 # Batched convolutions may sum in another order than batch-1 ones: float32 noise only.
 BATCH_TOLERANCE_PX = 1e-2

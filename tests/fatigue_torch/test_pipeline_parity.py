@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fatigue_torch import images
+from fatigue import images
 from fatigue_torch.reference import mp_detections, mp_meshes
 
 from vigil_fatigue.geometry import LEFT_EYE, RIGHT_EYE, aspect_ratio
