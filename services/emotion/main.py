@@ -18,7 +18,7 @@ DEFAULT_PORT = 8768
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_arg_parser("vigil emotion backend (facial expression)", DEFAULT_PORT, env_prefix="VIGIL_EMOTION")
+    parser = build_arg_parser("vigil emotion backend (facial expression)", DEFAULT_PORT)
     parser.add_argument("--model-dir", help=f"save_pretrained directory (default: ${ENV_PREFIX}MODEL_DIR or built-in)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     args = parser.parse_args(argv)

@@ -93,7 +93,7 @@ def test_backend_reports_unhealthy_with_the_reason(tmp_path):
 
 def test_strict_mode_exits_non_zero(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    env = {**os.environ, "VIGIL_EMOTION_MODEL_DIR": str(tmp_path), "VIGIL_EMOTION_STRICT": "true"}
+    env = {**os.environ, "VIGIL_EMOTION_MODEL_DIR": str(tmp_path), "VIGIL_STRICT": "true"}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "shared_protocol" / "src"), str(MAIN.parent)])
     proc = subprocess.run(
         [sys.executable, str(MAIN), "--host", "127.0.0.1", "--port", "0"],
@@ -105,3 +105,27 @@ def test_strict_mode_exits_non_zero(tmp_path):
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "not an image-classification model" in proc.stderr
+
+
+def test_main_backend_variables_do_not_reach_the_emotion_service(tmp_path):
+    """VIGIL_EMOTION_HOST/PORT tell the *main backend* where emotion is; the service itself must
+    not bind there (its common flags come from VIGIL_HOST/VIGIL_PORT, like every backend's)."""
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    env = {
+        **os.environ,
+        "VIGIL_EMOTION_MODEL_DIR": str(tmp_path),
+        "VIGIL_STRICT": "true",
+        "VIGIL_EMOTION_HOST": "emotion.invalid",
+        "VIGIL_EMOTION_PORT": "1",
+    }
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "shared_protocol" / "src"), str(MAIN.parent)])
+    proc = subprocess.run(
+        [sys.executable, str(MAIN), "--port", "0"],
+        cwd=MAIN.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]  # reached model loading: bound where it should
+    assert "listening on ws://localhost:" in proc.stderr
