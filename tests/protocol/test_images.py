@@ -1,12 +1,14 @@
 """base64 -> BGR decoding: every bad payload gets a clear BadRequestError."""
 
 import base64
+import zlib
 
 import cv2
 import numpy as np
 import pytest
 
 from shared_protocol import BadRequestError
+from shared_protocol import images as images_module
 from shared_protocol.images import decode_image_b64, encode_image_b64
 
 
@@ -34,6 +36,7 @@ def _png_header_claiming(width, height):
     raw = bytearray(buf.tobytes())
     raw[16:20] = width.to_bytes(4, "big")
     raw[20:24] = height.to_bytes(4, "big")
+    raw[29:33] = zlib.crc32(bytes(raw[12:29])).to_bytes(4, "big")  # a forger fixes the CRC too
     return base64.b64encode(bytes(raw)).decode()
 
 
@@ -47,8 +50,8 @@ def _png_header_claiming(width, height):
         ("data:image/png;base64", {}, "without a ','"),
         ("@@@not-base64@@@", {}, "not valid base64"),
         ("abc", {}, "not valid base64"),
-        (base64.b64encode(b"hello, not an image").decode(), {}, "not a decodable image"),
-        (base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 40).decode(), {}, "not a decodable image"),
+        (base64.b64encode(b"hello, not an image").decode(), {}, r"not JPEG or PNG \(starts with 68 65 6c 6c"),
+        (base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 40).decode(), {}, "first chunk is not a 13-byte IHDR"),
         ("A" * 4000, {"max_bytes": 1000}, "larger than 1000 bytes"),
         (None, {"max_side": 32}, "largest side allowed is 32"),
         ("PNGBOMB", {}, "largest side allowed is 4096"),
@@ -61,6 +64,15 @@ def test_bad_payloads(value, kwargs, expected):
         value = _png_header_claiming(100000, 100000)
     with pytest.raises(BadRequestError, match=expected):
         decode_image_b64(value, **kwargs)
+
+
+def test_opencv_errors_become_bad_requests(monkeypatch):
+    def imdecode(buf, flags):
+        raise cv2.error("OpenCV(4.x) loadsave.cpp: (-215:Assertion failed) pixels <= CV_IO_MAX_IMAGE_PIXELS")
+
+    monkeypatch.setattr(images_module.cv2, "imdecode", imdecode)
+    with pytest.raises(BadRequestError, match="not a decodable image: its PNG header declares 64x48"):
+        decode_image_b64(encode_image_b64(_image(), ".png"))
 
 
 def test_jpeg_header_size_is_checked_before_decoding():
