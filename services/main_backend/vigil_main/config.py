@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .discovery import parse_endpoint
+
 # Which payload keys of an `analyze` request each known backend consumes, when config is silent.
 DEFAULT_INPUTS = {"fatigue": ["image"], "emotion": ["image"], "eeg": ["eeg"]}
 
@@ -36,7 +38,25 @@ class BackendConfig(BaseModel):
     # vigil additions.
     required: bool = Field(default=False, description="/readyz is 503 until this backend is connected")
     inputs: list[str] | None = Field(default=None, description="payload keys of `analyze` this backend uses")
-    max_in_flight: int = Field(default=256, ge=1)
+    max_in_flight: int = Field(default=256, ge=1, description="per replica")
+    # Replicas (vigil_main.replicas): every address `host` resolves to is one replica, unless
+    # `endpoints` lists them ("host" or "host:port", port defaulting to `port`).
+    endpoints: list[str] = Field(default_factory=list, description="explicit replicas; env: comma-separated")
+    resolve_interval: float = Field(default=5.0, gt=0, description="seconds between re-resolutions of `host`")
+
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _split_endpoints(cls, value: Any) -> Any:
+        if isinstance(value, str):  # VIGIL_EEG_ENDPOINTS=eeg-1:8769,eeg-2:8769
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints_parse(cls, value: list[str]) -> list[str]:
+        for text in value:
+            parse_endpoint(text, 1)  # ValueError names the bad entry
+        return value
 
     @property
     def url(self) -> str:
