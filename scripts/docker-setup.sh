@@ -8,7 +8,9 @@
 #   1. install Debian docker.io / docker-compose when no engine or compose exists (root + apt only);
 #   2. start dockerd in the background when the socket does not answer, wait for `docker info`;
 #   3. make sure a Python 3.11 base image exists: the public python:3.11-slim-bookworm if it is
-#      present or pullable, else a local equivalent built with debootstrap and `docker import`.
+#      present or pullable, else a local equivalent built with debootstrap and `docker import`,
+#      which also gets this host's CA bundle (VIGIL_PIP_CA) and PIP_CERT, so compose-driven builds
+#      work behind a TLS proxy (the local base and images built on it are never to be published).
 # On a laptop with a normal Docker install only step 3's pull happens.
 set -euo pipefail
 
@@ -17,6 +19,7 @@ LOCAL_BASE="${VIGIL_LOCAL_BASE_IMAGE:-vigil/python-base:3.11-bookworm}"
 DOCKERD_LOG="${VIGIL_DOCKERD_LOG:-/var/log/vigil-dockerd.log}"
 DEBIAN_MIRROR="${VIGIL_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PULL_TIMEOUT="${VIGIL_PULL_TIMEOUT:-120}"
+HOST_CA="${VIGIL_PIP_CA:-/etc/ssl/certs/ca-certificates.crt}"
 
 log() { echo "[docker-setup] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -138,6 +141,28 @@ else
     build_local_base
     BASE="$LOCAL_BASE"
 fi
+# The local base also carries this host's trust store (PIP_CERT points pip at it), so that a plain
+# compose-driven build (`docker compose build`, which cannot pass build-images.sh's BuildKit secret on
+# compose 1.29) reaches PyPI through a TLS-intercepting proxy. Only the local base gets it: it exists
+# only where the public python image cannot be pulled, and images built on it are local-only (never
+# push them; published images are built on the public base, which carries no host CA).
+add_host_trust() {
+    [ -s "$HOST_CA" ] || return 0
+    local sum current ctx
+    sum="$(sha256sum "$HOST_CA" | cut -d' ' -f1)"
+    current="$("$DOCKER" image inspect -f '{{index .Config.Labels "vigil.host-ca-sha256"}}' "$LOCAL_BASE" 2>/dev/null || true)"
+    [ "$current" = "$sum" ] && return 0
+    log "adding this host's CA bundle ($HOST_CA) to $LOCAL_BASE (local-only image)"
+    ctx="$(mktemp -d /tmp/vigil-base-ca.XXXXXX)"
+    cp "$HOST_CA" "$ctx/ca-certificates.crt"
+    printf '%s\n' "FROM $LOCAL_BASE" \
+        "COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt" \
+        "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt" \
+        "LABEL vigil.host-ca-sha256=$sum vigil.local-only=true" >"$ctx/Dockerfile"
+    DOCKER_BUILDKIT=1 "$DOCKER" build -q -t "$LOCAL_BASE" "$ctx" >&2 || { rm -rf "$ctx"; die "could not add the host CA to $LOCAL_BASE"; }
+    rm -rf "$ctx"
+}
+[ "$BASE" = "$LOCAL_BASE" ] && add_host_trust
 log "base image: $BASE"
 
 # %q quoting: safe for `eval`, even for "docker compose" (two words).
