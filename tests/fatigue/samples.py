@@ -55,7 +55,6 @@ def bad_inputs() -> list[tuple[str, dict]]:
         ("not an image", {"image": base64.b64encode(b"hello, not a picture").decode(), "timestamp": 1.0}),
         ("image over size limit", {"image": oversize, "timestamp": 1.0}),
         ("image side too large", {"image": wide_png, "timestamp": 1.0}),
-        ("missing timestamp", {"image": tiny_png}),
         ("timestamp is a string", {"image": tiny_png, "timestamp": "1.0"}),
         ("timestamp is a bool", {"image": tiny_png, "timestamp": True}),
         ("session_id is a number", {"image": tiny_png, "timestamp": 1.0, "session_id": 42}),

@@ -5,6 +5,7 @@ import pytest
 from fatigue import samples
 
 from shared_protocol.errors import BadRequestError
+from shared_protocol.fields import RequestData
 from vigil_fatigue.request import parse_request
 from vigil_fatigue.settings import FatigueSettings
 
@@ -17,7 +18,6 @@ FIELD_OF = {
     "not an image": "image",
     "image over size limit": "image",
     "image side too large": "image",
-    "missing timestamp": "timestamp",
     "timestamp is a string": "timestamp",
     "timestamp is a bool": "timestamp",
     "session_id is a number": "session_id",
@@ -58,6 +58,18 @@ def test_defaults_and_data_url_prefix():
     image = samples.valid_data()["image"]
     req = parse_request({"image": "data:image/jpeg;base64," + image, "timestamp": 3}, S)
     assert req.session_id == "default" and req.timestamp == 3.0
+
+
+def test_no_timestamp_and_null_session_id_are_valid():
+    # The seed's own client sends only the image: the server's clock times such frames.
+    req = parse_request({"image": samples.valid_data()["image"], "session_id": None}, S)
+    assert req.timestamp is None and req.session_id == "default" and req.owner == "local"
+
+
+def test_owner_comes_from_the_request_data_not_the_client():
+    data = RequestData({**samples.valid_data(), "owner": "b"}, owner="a")
+    req = parse_request(data, S)
+    assert req.owner == "a" and req.session_key == ("a", "samples")
 
 
 def test_reset_without_image_needs_no_timestamp():

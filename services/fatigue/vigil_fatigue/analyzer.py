@@ -3,42 +3,51 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
+
+from shared_protocol.errors import BadRequestError
 
 from .engine import FaceLandmarks, LandmarkEngine
 from .geometry import FaceGeometry, measure_face
 from .request import FatigueRequest
 from .scoring import assess
-from .session import FrameObservation
+from .session import FrameObservation, SessionTracker
 from .settings import FatigueSettings
-from .store import SessionStore
+from .store import FatigueSessions
+
+TIMESTAMP_CLIENT = "client"
+TIMESTAMP_SERVER = "server"
+# Two frames of one server-timed session taken in the same instant still get distinct, ordered times.
+_SERVER_TICK_S = 1e-6
 
 
 class FatigueAnalyzer:
     def __init__(self, engine: LandmarkEngine, settings: FatigueSettings):
         self.engine = engine
         self.settings = settings
-        self.sessions = SessionStore(settings)
+        self.sessions = FatigueSessions(settings)
+        self._clock = time.monotonic
 
     def analyze(self, request: FatigueRequest, faces: list[FaceLandmarks] | None = None) -> dict[str, Any]:
         """`faces`: the engine's result for this frame when the caller already ran it (batching)."""
         if request.frame is None:  # reset-only request
             with self.sessions.lock:
-                existed = self.sessions.reset(request.session_id)
+                existed = self.sessions.reset(request.session_key)
             return {"session_id": request.session_id, "session_reset": True, "session_existed": existed}
         if faces is None:
             faces = self.engine.detect([request.frame])[0]
         height, width = request.frame.shape[:2]
         face = max(faces, key=lambda f: f.area) if faces else None  # several faces: the largest
         geometry = measure_face(face.points, width, height) if face is not None else None
-        observation = _observation(request.timestamp, geometry)
         with self.sessions.lock:
             if request.reset_session:
-                self.sessions.reset(request.session_id)
-            tracker = self.sessions.get(request.session_id)
-            verdict = tracker.observe(observation)
+                self.sessions.reset(request.session_key)
+            tracker = self.sessions.get(request.session_key)
+            timestamp, source = self._frame_time(tracker, request.timestamp)
+            verdict = tracker.observe(_observation(timestamp, geometry))
             metrics = tracker.metrics()
         assessment = assess(metrics, self.settings)
         reply: dict[str, Any] = {
@@ -48,7 +57,8 @@ class FatigueAnalyzer:
             "reasons": assessment.reasons,
             "cue_scores": assessment.cue_scores,
             "session_id": request.session_id,
-            "timestamp": request.timestamp,
+            "timestamp": timestamp,
+            "timestamp_source": source,
             "session_reset": request.reset_session,
             "engine": self.engine.name,
             "face_count": len(faces),
@@ -61,6 +71,26 @@ class FatigueAnalyzer:
         if verdict.warning:
             reply["warning"] = verdict.warning
         return _json_ready(reply)
+
+    def _frame_time(self, tracker: SessionTracker, client_timestamp: float | None) -> tuple[float, str]:
+        """The frame's time on the session's clock: the client's timestamp, or without one the
+        server's clock when the frame is analysed (monotonic, strictly increasing per session).
+        A session keeps the clock of its first frame: mixing two clocks would make its windows
+        meaningless. Call with the sessions lock held."""
+        source = TIMESTAMP_SERVER if client_timestamp is None else TIMESTAMP_CLIENT
+        if tracker.timestamp_source is not None and tracker.timestamp_source != source:
+            raise BadRequestError(
+                f"session {tracker.session_id!r} is timed by the {tracker.timestamp_source} clock: "
+                + ("send 'timestamp' with every frame" if source == TIMESTAMP_SERVER else "omit 'timestamp'")
+                + " or start over with 'reset_session': true"
+            )
+        tracker.timestamp_source = source
+        if client_timestamp is not None:
+            return client_timestamp, source
+        now = self._clock()
+        if tracker.last_timestamp is not None:
+            now = max(now, tracker.last_timestamp + _SERVER_TICK_S)
+        return now, source
 
 
 def _observation(timestamp: float, geometry: FaceGeometry | None) -> FrameObservation:

@@ -108,6 +108,8 @@ class SessionTracker:
         self.first_timestamp: float | None = None
         self.last_timestamp: float | None = None
         self.frames = 0
+        # "client" or "server": which clock times this session (set by the analyzer on the first frame).
+        self.timestamp_source: str | None = None
 
     # ---- input -------------------------------------------------------------------------------
 

@@ -108,8 +108,12 @@ class FatigueSettings(BaseModel):
     confidence_full_evidence_s: float = Field(30.0, gt=0)
 
     # ---- sessions ----------------------------------------------------------------------------
-    max_sessions: int = Field(256, ge=1)  # least recently used beyond this are dropped
-    session_idle_ttl_s: float = Field(300.0, gt=0)  # wall-clock idle time before a session is dropped
+    # Shared store (shared_protocol.sessions), keyed by (client, session_id): a client beyond its
+    # quota loses its own least recently used session; a full store refuses new sessions with
+    # `overloaded` instead of evicting another client's.
+    max_sessions: int = Field(256, ge=1)
+    max_sessions_per_owner: int = Field(16, ge=1)
+    session_idle_ttl_s: float = Field(300.0, gt=0)  # server-clock idle time before a session is dropped
 
     @model_validator(mode="after")
     def _ordered(self) -> FatigueSettings:
