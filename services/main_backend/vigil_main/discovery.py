@@ -64,7 +64,7 @@ def parse_endpoint(text: str, default_port: int) -> Endpoint:
     return Endpoint(host, port)
 
 
-def _is_ip(host: str) -> bool:
+def is_ip_address(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -79,7 +79,7 @@ async def resolve(host: str, port: int) -> list[Endpoint]:
     families, and counting it twice would split its sessions over two connections to one process.
     Raises OSError (socket.gaierror) when the name does not resolve.
     """
-    if _is_ip(host):
+    if is_ip_address(host):
         return [Endpoint(host, port)]
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     by_family: dict[int, set[str]] = {}

@@ -30,7 +30,7 @@ from shared_protocol import BackendClient, ErrorCode, Reply
 from shared_protocol.client import CLOSED, CONNECTED, CONNECTING, DOWN, RECONNECTING, BackendStatus
 
 from . import rendezvous
-from .discovery import Endpoint, parse_endpoint, resolve
+from .discovery import Endpoint, is_ip_address, parse_endpoint, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,8 @@ class ReplicaPool:
         if self.explicit:
             self._apply(self.explicit)
         else:
+            if is_ip_address(self.host):  # nothing to look up: connect now, like BackendClient
+                self._apply([Endpoint(self.host, self.port)])
             self._runner = asyncio.create_task(self._discover(), name=f"replica-discovery-{self.name}")
 
     async def close(self) -> None:
