@@ -21,6 +21,13 @@ from .settings import EEGSettings
 # Units accepted in `eeg.unit` -> factor to microvolts.
 UNIT_TO_UV = {"V": 1e6, "mV": 1e3, "uV": 1.0, "µV": 1.0, "μV": 1.0}
 DEFAULT_SESSION = "default"
+# channels x samples of one request, checked before any array is built: 2 M values = 16 MB as
+# float64 (a 4 s window of 256 channels at ~2 kHz). Not a setting yet (settings.py has no field).
+MAX_CHUNK_VALUES = 2_000_000
+# `eeg.dtype` of `data_b64` (little-endian, channel-major); float32 is the default and the wire norm.
+B64_DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
+DEFAULT_B64_DTYPE = "float32"
+_NUMBER_TYPES = frozenset((int, float))
 
 
 @dataclass(frozen=True)
@@ -121,40 +128,58 @@ def _samples(eeg: dict, n_channels: int, settings: EEGSettings) -> np.ndarray:
     has_list, has_b64 = "data" in eeg, "data_b64" in eeg
     if has_list == has_b64:
         raise BadRequestError("'data.eeg' needs exactly one of 'data' (list of channel lists) or 'data_b64'")
-    samples = _samples_from_list(eeg["data"]) if has_list else _samples_from_b64(eeg, settings)
-    field = "data.eeg.data" if has_list else "data.eeg.data_b64"
-    if samples.shape[0] != n_channels:
-        raise BadRequestError(f"'{field}' has {samples.shape[0]} channels but 'data.eeg.ch_names' has {n_channels}")
-    if samples.shape[1] == 0:
-        raise BadRequestError(f"'{field}' holds no samples")
-    if samples.shape[1] > settings.max_chunk_samples:
+    if has_list:
+        return _samples_from_list(eeg["data"], n_channels, settings)
+    return _samples_from_b64(eeg, n_channels, settings)
+
+
+def _check_size(what: str, n_channels: int, declared_channels: int, n_samples: int, settings: EEGSettings) -> None:
+    """Every bound on the chunk's size, checked before any array is built. `what` names the field."""
+    if declared_channels != n_channels:
+        raise BadRequestError(f"{what} has {declared_channels} channels but 'data.eeg.ch_names' has {n_channels}")
+    if n_samples == 0:
+        raise BadRequestError(f"{what} holds no samples")
+    if n_samples > settings.max_chunk_samples:
         raise BadRequestError(
-            f"'{field}' has {samples.shape[1]} samples per channel; at most {settings.max_chunk_samples} per request"
+            f"{what} has {n_samples} samples per channel; at most {settings.max_chunk_samples} per request"
         )
-    if not np.isfinite(samples).all():
-        raise BadRequestError(f"'{field}' contains NaN or infinite values")
+    if n_channels * n_samples > MAX_CHUNK_VALUES:
+        raise BadRequestError(
+            f"{what} holds {n_channels} x {n_samples} = {n_channels * n_samples} values; "
+            f"at most {MAX_CHUNK_VALUES} per request"
+        )
+
+
+def _samples_from_list(value: Any, n_channels: int, settings: EEGSettings) -> np.ndarray:
+    field = "data.eeg.data"
+    if not isinstance(value, list) or not value:
+        raise BadRequestError(f"'{field}' must be a non-empty list of channel lists")
+    # Shape first, from lengths alone (no element is looked at), so an oversize chunk costs nothing.
+    first = value[0]
+    if not isinstance(first, list):
+        raise BadRequestError(f"'{field}[0]' must be a list of samples (one list per channel), got {_kind(first)}")
+    _check_size(f"'{field}'", n_channels, len(value), len(first), settings)
+    n_samples = len(first)
+    for i, row in enumerate(value):
+        if not isinstance(row, list):
+            raise BadRequestError(f"'{field}[{i}]' must be a list of samples (one list per channel), got {_kind(row)}")
+        if len(row) != n_samples:
+            raise BadRequestError(f"'{field}[{i}]' has {len(row)} samples but '{field}[0]' has {n_samples}")
+        # Exactly int or float: bool is an int subclass, and numpy would silently turn numeric
+        # strings, nested lists or None into something (str/object arrays, NaN).
+        if not set(map(type, row)) <= _NUMBER_TYPES:
+            j = next(j for j, x in enumerate(row) if type(x) not in _NUMBER_TYPES)
+            raise BadRequestError(f"'{field}[{i}][{j}]' must be a number, got {_kind(row[j])}")
+    try:
+        samples = np.array(value, dtype=np.float64)
+    except OverflowError:  # a JSON integer beyond float64's range
+        raise BadRequestError(f"'{field}' holds an integer too large for a float64 sample") from None
+    _check_finite(samples, lambda i, j: f"'{field}[{i}][{j}]'")
     return samples
 
 
-def _samples_from_list(value: Any) -> np.ndarray:
-    if not isinstance(value, list) or not value:
-        raise BadRequestError("'data.eeg.data' must be a non-empty list of channel lists")
-    if not all(isinstance(row, list) for row in value):
-        raise BadRequestError("'data.eeg.data' must be a list of lists (one list of samples per channel)")
-    lengths = {len(row) for row in value}
-    if len(lengths) != 1:
-        raise BadRequestError(f"'data.eeg.data' channels differ in length: {sorted(lengths)}")
-    try:
-        array = np.array(value)
-    except (ValueError, TypeError):
-        raise BadRequestError("'data.eeg.data' must hold only numbers") from None
-    # np.array turns numeric strings into str arrays and mixed junk into object arrays: refuse both.
-    if array.ndim != 2 or array.dtype.kind not in "iuf":
-        raise BadRequestError("'data.eeg.data' must hold only numbers")
-    return array.astype(np.float64, copy=False)
-
-
-def _samples_from_b64(eeg: dict, settings: EEGSettings) -> np.ndarray:
+def _samples_from_b64(eeg: dict, n_channels: int, settings: EEGSettings) -> np.ndarray:
+    field = "data.eeg.data_b64"
     shape = eeg.get("shape")
     if (
         not isinstance(shape, list)
@@ -162,22 +187,44 @@ def _samples_from_b64(eeg: dict, settings: EEGSettings) -> np.ndarray:
         or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
     ):
         raise BadRequestError("'data.eeg.shape' must be [n_channels, n_samples] (non-negative integers)")
-    n_channels, n_samples = shape
-    if n_channels > settings.max_channels or n_samples > settings.max_chunk_samples:
+    declared_channels, n_samples = shape
+    if declared_channels > settings.max_channels or n_samples > settings.max_chunk_samples:
         raise BadRequestError(
             f"'data.eeg.shape' {shape} exceeds the limits of {settings.max_channels} channels x "
             f"{settings.max_chunk_samples} samples"
         )
+    _check_size(f"'{field}' (shape {shape})", n_channels, declared_channels, n_samples, settings)
+    dtype_name = eeg.get("dtype", DEFAULT_B64_DTYPE)
+    if not isinstance(dtype_name, str) or dtype_name not in B64_DTYPES:
+        raise BadRequestError(f"'data.eeg.dtype' must be one of {sorted(B64_DTYPES)}, got {dtype_name!r}")
+    dtype = B64_DTYPES[dtype_name]
     text = eeg["data_b64"]
     if not isinstance(text, str):
-        raise BadRequestError(f"'data.eeg.data_b64' must be a base64 string, got {type(text).__name__}")
+        raise BadRequestError(f"'{field}' must be a base64 string, got {_kind(text)}")
+    expected = n_channels * n_samples * dtype.itemsize
+    expected_chars = (expected + 2) // 3 * 4  # padded base64; whitespace is refused below anyway
+    if len(text) != expected_chars:  # checked on the text, so a wrong size is never decoded
+        raise BadRequestError(
+            f"'{field}' has {len(text)} base64 characters; shape {shape} of {dtype_name} is {expected} bytes "
+            f"= {expected_chars} characters"
+        )
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise BadRequestError("'data.eeg.data_b64' is not valid base64") from None
-    expected = n_channels * n_samples * 4
+        raise BadRequestError(f"'{field}' is not valid base64") from None
     if len(raw) != expected:
-        raise BadRequestError(
-            f"'data.eeg.data_b64' decodes to {len(raw)} bytes; shape {shape} of float32 needs {expected}"
-        )
-    return np.frombuffer(raw, dtype="<f4").reshape(n_channels, n_samples)
+        raise BadRequestError(f"'{field}' decodes to {len(raw)} bytes; shape {shape} of {dtype_name} needs {expected}")
+    samples = np.frombuffer(raw, dtype=dtype).reshape(n_channels, n_samples)
+    _check_finite(samples, lambda i, j: f"'{field}' (channel {i}, sample {j})")
+    return samples
+
+
+def _check_finite(samples: np.ndarray, where) -> None:
+    finite = np.isfinite(samples)
+    if not finite.all():
+        i, j = np.argwhere(~finite)[0]
+        raise BadRequestError(f"{where(int(i), int(j))} is {float(samples[i, j])}: NaN or infinite values are refused")
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
