@@ -3,7 +3,8 @@ container may really use, not to the whole machine.
 
 Why. Every numeric library sizes its pools from the machine's core count, which a container cannot
 hide: three model containers on a 2-core host each start 2 torch/OpenMP threads + 2 BLAS threads +
-2 OpenCV threads, and idle OpenMP workers spin (OMP_WAIT_POLICY=ACTIVE-like) against the busy ones.
+2 OpenCV threads, and idle OpenMP workers spin a while before sleeping (libgomp's default), on the
+cores the busy ones need.
 Measured on a 2-core box through the compose stack (issue 18), one client sending `analyze` (real
 face JPEG + 0.5 s of real 14-channel EEG) back to back, i.e. fatigue + emotion + eeg at once:
 
@@ -208,7 +209,7 @@ def apply_thread_budget(budget: ThreadBudget) -> dict[str, Any]:
         "threadpools": _apply_threadpoolctl(budget),
         "opencv": _apply_opencv(budget),
     }
-    logger.info("thread budget applied: %s", info)
+    logger.debug("thread budget applied: %s", info)  # the caller logs it at start-up
     return info
 
 
