@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build the vigil service images (context = repo root), one per services/<name>/Dockerfile.
+# Build the vigil service images (context = repo root), one per services/<name>/Dockerfile: the same
+# images and tags as compose.yaml's build sections, plus the host CA as a BuildKit secret (pip behind
+# a TLS-intercepting proxy) and local wheels, which a plain compose build cannot pass.
 #
 #   scripts/build-images.sh                     # every service that has a Dockerfile
 #   scripts/build-images.sh eeg main_backend    # a subset

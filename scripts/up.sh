@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run the vigil stack: Docker engine + base image (one-time, scripts/docker-setup.sh), the service
-# images (scripts/build-images.sh), then `docker compose up -d` and a wait until the main backend
-# answers on 127.0.0.1:8765.
+# images (scripts/build-images.sh), then `docker compose up -d --no-build` and a wait until the main
+# backend answers on 127.0.0.1:8765. This is the offline / TLS-proxy path: build-images.sh hands
+# pip the host's CA as a BuildKit secret. On an ordinary Docker host `docker compose up --build`
+# does the same from compose.yaml's build sections.
 #
 #   scripts/up.sh            # CPU
 #   scripts/up.sh --gpu      # adds compose.gpu.yaml (NVIDIA container toolkit needed)
@@ -24,7 +26,8 @@ setup_env=$(scripts/docker-setup.sh)  # fails the script if setup fails (eval "$
 eval "$setup_env"  # exports VIGIL_DOCKER, VIGIL_COMPOSE, VIGIL_BASE_IMAGE
 [ "$build" = 1 ] && scripts/build-images.sh
 # shellcheck disable=SC2086  # VIGIL_COMPOSE may be "docker compose"
-$VIGIL_COMPOSE "${files[@]}" up -d
+# --no-build: the images are build-images.sh's (same tags as compose.yaml's `image:`).
+$VIGIL_COMPOSE "${files[@]}" up -d --no-build
 
 port="${VIGIL_PORT:-8765}"
 echo "waiting until the main backend on 127.0.0.1:$port reports every backend healthy ..." >&2
