@@ -24,6 +24,8 @@ from shared_protocol.http_endpoints import json_endpoint, make_process_request
 from shared_protocol.shutdown import drain_and_close
 
 from .config import Config
+from .dashboard import dashboard_endpoints
+from .fusion import fuse
 from .metrics import GatewayMetrics
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class Gateway:
             client.start()
         process_request = make_process_request(
             {
+                **dashboard_endpoints(),  # GET / and /static/*: the browser dashboard
                 "/healthz": json_endpoint(lambda: (200, {"status": "alive"})),
                 "/readyz": json_endpoint(self._readyz),
                 "/metrics": self._metrics_endpoint,
@@ -285,5 +288,10 @@ class Gateway:
                 results[name] = reply.data
             else:
                 errors[name] = {"code": reply.code, "error": reply.error}
-        body = {"results": results, "errors": errors, "elapsed_ms": round((time.monotonic() - started) * 1000, 3)}
+        body = {
+            "results": results,
+            "errors": errors,
+            "fused": fuse(results, errors),
+            "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
+        }
         return {"type": messages.ANALYZE_RESPONSE, "request_id": msg.request_id, "data": body}
