@@ -6,7 +6,8 @@
 #   docker service scale vigil_eeg=4    # later: the gateway finds the new replica by DNS
 #   docker stack rm vigil               # stop it (docker swarm leave --force undoes the init)
 #
-# Env: VIGIL_STACK (stack name, default vigil), VIGIL_SKIP_BUILD=1 (use existing images; on a
+# Env: VIGIL_STACK (stack name, default vigil), VIGIL_SWARM_RESOLVE_IMAGE (never for local images,
+# always with a registry prefix), VIGIL_SKIP_BUILD=1 (use existing images; on a
 # multi-node swarm the images must come from a registry every node can pull from: set
 # VIGIL_IMAGE_PREFIX), VIGIL_SWARM_ADVERTISE_ADDR (for `swarm init` on a host with several
 # addresses; a lone node falls back to 127.0.0.1), VIGIL_SWARM_TIMEOUT (seconds, default 600),
@@ -41,8 +42,10 @@ if [ "${VIGIL_SKIP_BUILD:-0}" != "1" ]; then
     scripts/build-images.sh
 fi
 
+# Local images (the default prefix) have no registry digest to record: do not ask a registry.
+if [ -n "${VIGIL_IMAGE_PREFIX:-}" ]; then resolve="${VIGIL_SWARM_RESOLVE_IMAGE:-always}"; else resolve="${VIGIL_SWARM_RESOLVE_IMAGE:-never}"; fi
 log "docker stack deploy $STACK"
-"$DOCKER" stack deploy --prune -c deploy/swarm/stack.yaml "$STACK"
+"$DOCKER" stack deploy --prune --resolve-image "$resolve" -c deploy/swarm/stack.yaml "$STACK"
 
 # Swarm counts a task as running only once its healthcheck passes: wait for N/N everywhere.
 deadline=$((SECONDS + TIMEOUT))
