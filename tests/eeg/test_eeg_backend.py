@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from eeg import samples
 
-from shared_protocol.errors import BadRequestError
+from shared_protocol.errors import BadRequestError, ErrorCode, ProtocolError
+from shared_protocol.fields import RequestData
 from vigil_eeg.backend import EEGBackend
-from vigil_eeg.session import SessionStore
+from vigil_eeg.payload import parse_request
+from vigil_eeg.session import StreamSessions
 from vigil_eeg.settings import EEGSettings
 
 
@@ -123,27 +125,31 @@ def test_sessions_are_separate():
 
 def test_session_store_bounds_and_ttl():
     now = [0.0]
-    settings = EEGSettings(max_sessions=2, session_ttl_s=10.0)
-    store = SessionStore(settings, clock=lambda: now[0])
+    settings = EEGSettings(max_sessions=3, max_sessions_per_owner=2, session_ttl_s=10.0)
+    sessions = StreamSessions(settings, clock=lambda: now[0])
     backend = make_backend()
     x = samples.synthetic_eeg_uv(seconds=0.5)
 
-    def chunk(session):
-        from vigil_eeg.payload import parse_request
+    def chunk(session, owner="local"):
+        return parse_request(RequestData(chunk_request(x, session=session), owner=owner), settings)
 
-        return parse_request(chunk_request(x, session=session), settings)
-
-    store.acquire(chunk("a"))
-    store.acquire(chunk("b"))
-    store.acquire(chunk("a"))  # a is now the most recently used
-    store.acquire(chunk("c"))  # evicts b
-    assert "a" in store and "c" in store and "b" not in store
+    sessions.acquire(chunk("a"))
+    sessions.acquire(chunk("b"))
+    sessions.acquire(chunk("a"))  # a is now the owner's most recently used
+    sessions.acquire(chunk("c"))  # over the owner's quota of 2: its least recently used (b) goes
+    assert ("local", "a") in sessions and ("local", "c") in sessions and ("local", "b") not in sessions
+    sessions.acquire(chunk("a", owner="other"))
+    with pytest.raises(ProtocolError) as info:  # 3 sessions: full; nobody else's session is evicted
+        sessions.acquire(chunk("z", owner="third"))
+    assert info.value.code == ErrorCode.OVERLOADED and len(sessions) == 3
     now[0] = 5.0
-    store.acquire(chunk("a"))
+    sessions.acquire(chunk("a"))
     now[0] = 12.0
-    store.acquire(chunk("d"))  # c idle 12 s > ttl: dropped; a idle 7 s: kept
-    assert "c" not in store and "a" in store and "d" in store
-    assert len(store) == 2
+    sessions.acquire(chunk("d", owner="third"))  # c and other's a idle 12 s > ttl: dropped; a idle 7 s: kept
+    assert ("local", "c") not in sessions and ("other", "a") not in sessions
+    assert ("local", "a") in sessions and ("third", "d") in sessions
+    assert len(sessions) == 2
+    backend.process_inference(chunk_request(x))
     backend.cleanup()
     assert len(backend.sessions) == 0
 

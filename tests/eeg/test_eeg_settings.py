@@ -9,6 +9,12 @@ def test_defaults_match_the_issue():
     s = EEGSettings()
     assert (s.window_s, s.line_freq, s.l_freq, s.h_freq, s.amplitude_uv) == (4.0, 50.0, 1.0, 40.0, 150.0)
     assert s.model_path is None
+    assert (s.max_sessions, s.max_sessions_per_owner, s.session_ttl_s) == (64, 16, 600.0)
+
+
+def test_session_limits_from_env():
+    s = load_settings(None, environ={"VIGIL_EEG_MAX_SESSIONS": "8", "VIGIL_EEG_MAX_SESSIONS_PER_OWNER": "2"})
+    assert (s.max_sessions, s.max_sessions_per_owner) == (8, 2)
 
 
 def test_yaml_then_env_overrides(tmp_path):
@@ -30,6 +36,7 @@ def test_yaml_then_env_overrides(tmp_path):
         {"VIGIL_EEG_WINDOW_S": "abc"},
         {"VIGIL_EEG_ON_STREAM_CHANGE": "ignore"},
         {"VIGIL_EEG_VERY_DROWSY_Z": "0.5"},
+        {"VIGIL_EEG_MAX_SESSIONS_PER_OWNER": "0"},
         {"VIGIL_EEG_NOT_A_FIELD": "1"},  # unknown env names are ignored, so this one is valid...
     ],
 )

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from shared_protocol.errors import BadRequestError
+from shared_protocol.fields import RequestData
 from vigil_emotion.request import parse_request
 from vigil_emotion.settings import EmotionSettings
 
@@ -58,8 +59,22 @@ def test_limits_come_from_settings():
         parse_request({"image": TINY}, small)
     with pytest.raises(BadRequestError, match="larger than 10 bytes"):
         parse_request({"image": TINY}, EmotionSettings(device="cpu", max_image_bytes=10))
-    with pytest.raises(BadRequestError, match="longer than 3"):
-        parse_request({"image": TINY, "session_id": "abcd"}, EmotionSettings(device="cpu", max_session_id_length=3))
+
+
+def test_session_id_follows_the_shared_rule():
+    # 128 characters is the longest id of every service (shared_protocol.fields), not a setting.
+    assert parse_request({"image": TINY, "session_id": "s" * 128}, SETTINGS).session_id == "s" * 128
+    with pytest.raises(BadRequestError, match="longer than 128"):
+        parse_request({"image": TINY, "session_id": "s" * 129}, SETTINGS)
+    with pytest.raises(BadRequestError, match="'session_id'"):
+        parse_request({"image": TINY, "session_id": "\x00"}, SETTINGS)
+
+
+def test_owner_comes_from_the_server_not_the_client():
+    local = parse_request({"image": TINY, "session_id": "cam", "owner": "b"}, SETTINGS)
+    assert local.owner == "local" and local.session_key == ("local", "cam")
+    relayed = parse_request(RequestData({"image": TINY, "session_id": "cam"}, owner="conn-7"), SETTINGS)
+    assert relayed.session_key == ("conn-7", "cam") and relayed.session_id == "cam"
 
 
 def test_defaults_and_valid_values():

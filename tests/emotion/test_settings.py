@@ -11,6 +11,12 @@ def test_defaults():
     s = EmotionSettings.from_env({})
     assert s.model_dir == DEFAULT_MODEL_DIR and s.device == "auto" and s.max_faces == 5
     assert s.smoothing_alpha == pytest.approx(2 / 11)
+    assert (s.max_sessions, s.max_sessions_per_owner, s.session_idle_ttl_s) == (256, 16, 300.0)
+
+
+def test_session_limits_from_env():
+    s = EmotionSettings.from_env({"VIGIL_EMOTION_MAX_SESSIONS": "8", "VIGIL_EMOTION_MAX_SESSIONS_PER_OWNER": "2"})
+    assert (s.max_sessions, s.max_sessions_per_owner) == (8, 2)
 
 
 def test_env_overrides_and_explicit_overrides():
@@ -27,7 +33,12 @@ def test_stack_wide_device_is_a_fallback():
 
 @pytest.mark.parametrize(
     "env",
-    [{"VIGIL_EMOTION_MAX_FACES": "0"}, {"VIGIL_EMOTION_DEVICE": "tpu"}, {"VIGIL_EMOTION_SMOOTHING_WINDOW": "x"}],
+    [
+        {"VIGIL_EMOTION_MAX_FACES": "0"},
+        {"VIGIL_EMOTION_DEVICE": "tpu"},
+        {"VIGIL_EMOTION_SMOOTHING_WINDOW": "x"},
+        {"VIGIL_EMOTION_MAX_SESSIONS_PER_OWNER": "0"},
+    ],
 )
 def test_bad_values_are_refused(env):
     with pytest.raises(ValueError, match="VIGIL_EMOTION_"):

@@ -14,7 +14,7 @@ from .payload import parse_request
 from .preprocessing import warm_up
 from .reply import baseline_reply, features_reply, score_reply
 from .scoring import score
-from .session import SessionStore
+from .session import StreamSessions
 from .settings import EEGSettings
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class EEGBackend(BaseModelBackend):
     def __init__(self, host: str, port: int, *, settings: EEGSettings, **kwargs: Any) -> None:
         super().__init__(host, port, **kwargs)
         self.settings = settings
-        self.sessions = SessionStore(settings)
+        self.sessions = StreamSessions(settings)
         self.learned_model: TorchScriptModel | None = None
 
     def initialize_model(self) -> None:
@@ -43,6 +43,7 @@ class EEGBackend(BaseModelBackend):
 
     def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
         chunk = parse_request(data, self.settings)  # BadRequestError for anything malformed
+        # BadRequestError for a refused stream change; `overloaded` when a new session finds the store full.
         session, warnings = self.sessions.acquire(chunk)
         with session.lock:
             warnings += session.push(chunk)

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from shared_protocol import BadRequestError
+from shared_protocol.fields import LOCAL_OWNER, CommonFields, common_fields
+from shared_protocol.sessions import SessionKey
 
 from .settings import EEGSettings
 
 # Units accepted in `eeg.unit` -> factor to microvolts.
 UNIT_TO_UV = {"V": 1e6, "mV": 1e3, "uV": 1.0, "µV": 1.0, "μV": 1.0}
-DEFAULT_SESSION = "default"
 # channels x samples of one request, checked before any array is built: 2 M values = 16 MB as
 # float64 (a 4 s window of 256 channels at ~2 kHz). Not a setting yet (settings.py has no field).
 MAX_CHUNK_VALUES = 2_000_000
@@ -38,16 +39,17 @@ class EEGChunk:
     sfreq: float
     ch_names: tuple[str, ...]
     samples_uv: np.ndarray  # float64 (n_channels, n_samples)
+    owner: str = LOCAL_OWNER  # the client connection the session belongs to (set by the server)
+
+    @property
+    def session_key(self) -> SessionKey:
+        return (self.owner, self.session_id)
 
 
 def parse_request(data: Any, settings: EEGSettings) -> EEGChunk:
     if not isinstance(data, dict):
         raise BadRequestError(f"'data' must be an object, got {type(data).__name__}")
-    session_id = _session_id(data.get("session_id", DEFAULT_SESSION), settings)
-    timestamp = _optional_number(data.get("timestamp"), "data.timestamp")
-    reset = data.get("reset_session", False)
-    if not isinstance(reset, bool):
-        raise BadRequestError(f"'data.reset_session' must be a boolean, got {type(reset).__name__}")
+    fields = _common_fields(data)
     eeg = data.get("eeg")
     if eeg is None:
         raise BadRequestError("missing field 'data.eeg' (object with sfreq, ch_names, unit and data or data_b64)")
@@ -67,15 +69,18 @@ def parse_request(data: Any, settings: EEGSettings) -> EEGChunk:
         samples_uv = samples.astype(np.float64, copy=False) * scale
     if not np.isfinite(samples_uv).all():  # finite input can overflow when scaled (float32 volts*1e6 is safe)
         raise BadRequestError("'data.eeg' samples overflow when converted to microvolts")
-    return EEGChunk(session_id, timestamp, reset, sfreq, ch_names, samples_uv)
+    return EEGChunk(
+        fields.session_id, fields.timestamp, fields.reset_session, sfreq, ch_names, samples_uv, owner=fields.owner
+    )
 
 
-def _session_id(value: Any, settings: EEGSettings) -> str:
-    if not isinstance(value, str) or not value:
-        raise BadRequestError(f"'data.session_id' must be a non-empty string, got {type(value).__name__}")
-    if len(value) > settings.max_session_id_length:
-        raise BadRequestError(f"'data.session_id' is longer than {settings.max_session_id_length} characters")
-    return value
+def _common_fields(data: dict) -> CommonFields:
+    """session_id, timestamp, reset_session by the rule every backend shares (shared_protocol.fields)."""
+    try:
+        return common_fields(data)
+    except BadRequestError as exc:
+        # Same rule and wording, but named by path like every other field here: 'data.session_id'.
+        raise BadRequestError(exc.message.replace("field '", "'data.", 1)) from None
 
 
 def _optional_number(value: Any, field: str) -> float | None:

@@ -1,14 +1,20 @@
-"""Per-session stream state (ring buffer, baseline) and a bounded, TTL-evicting session store."""
+"""Per-session stream state (ring buffer, baseline) and the rule for a chunk that starts a new stream.
+
+The sessions live in the shared `shared_protocol.sessions.SessionStore`, keyed by (owner, session_id):
+a client can neither read, reset, evict nor write another client's session. Idle sessions expire
+after `session_ttl_s`; a client beyond `max_sessions_per_owner` loses its own least recently used
+session; a full store (`max_sessions`) refuses a new session with `overloaded`.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 from shared_protocol import BadRequestError
+from shared_protocol.sessions import SessionKey, SessionStore
 
 from .payload import EEGChunk
 from .ring_buffer import RingBuffer
@@ -20,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 class Session:
     def __init__(self, session_id: str, sfreq: float, ch_names: tuple[str, ...], settings: EEGSettings) -> None:
-        self.session_id = session_id
+        self.session_id = session_id  # the client's own name, echoed in replies (never the owner)
         self.sfreq = sfreq
         self.ch_names = ch_names
         self.window_samples = max(1, round(settings.window_s * sfreq))
@@ -30,7 +36,6 @@ class Session:
         self.samples_received = 0
         self.next_timestamp: float | None = None  # expected timestamp of the next chunk
         self.lock = threading.Lock()  # held while a request reads or changes this session
-        self.last_used = time.monotonic()
         self._max_gap = settings.max_timestamp_gap_s
 
     @property
@@ -57,33 +62,40 @@ class Session:
         return warnings
 
 
-class SessionStore:
+class StreamSessions:
+    """The service's sessions: looked up, created, reset or refused per chunk."""
+
     def __init__(self, settings: EEGSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
-        self._clock = clock
-        self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
+        self.store: SessionStore[Session] = SessionStore(
+            max_sessions=settings.max_sessions,
+            max_sessions_per_owner=settings.max_sessions_per_owner,
+            idle_ttl_s=settings.session_ttl_s,
+            clock=clock,
+        )
+        # Look-up, stream-change check and replacement are one step: two chunks of one session never
+        # both decide on the same old state.
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        return len(self.store)
 
-    def __contains__(self, session_id: str) -> bool:
-        return session_id in self._sessions
+    def __contains__(self, key: SessionKey) -> bool:
+        return key in self.store
 
     def clear(self) -> None:
-        with self._lock:
-            self._sessions.clear()
+        self.store.clear()
 
     def acquire(self, chunk: EEGChunk) -> tuple[Session, list[str]]:
-        """The chunk's session (created, reset or refused as settings say) and any warnings."""
-        warnings: list[str] = []
-        now = self._clock()
+        """The chunk's session (created, reset or refused as settings say) and any warnings.
+
+        BadRequestError for a stream change under `on_stream_change: error`; the store's
+        `overloaded` error when the chunk needs a new session and the store is full."""
+        key = chunk.session_key
         with self._lock:
-            self._evict_idle(now)
-            session = self._sessions.get(chunk.session_id)
+            session = self.store.get(key)
             if session is not None and chunk.reset_session:
-                session = None
-                warnings.append("session reset on request")
+                return self._replace(key, chunk), ["session reset on request"]
             if session is not None and (session.sfreq != chunk.sfreq or session.ch_names != chunk.ch_names):
                 change = _describe_change(session, chunk)
                 if self._settings.on_stream_change == "error":
@@ -91,24 +103,17 @@ class SessionStore:
                         f"'data.eeg' {change} within session {chunk.session_id!r}; "
                         "send reset_session=true to start a new stream"
                     )
-                warnings.append(f"{change}; session reset")
-                logger.warning("session %s: %s; reset", chunk.session_id, change)
-                session = None
+                logger.warning("session %r: %s; reset", chunk.session_id, change)
+                return self._replace(key, chunk), [f"{change}; session reset"]
             if session is None:
-                session = Session(chunk.session_id, chunk.sfreq, chunk.ch_names, self._settings)
-                self._sessions[chunk.session_id] = session
-                while len(self._sessions) > self._settings.max_sessions:
-                    evicted, _ = self._sessions.popitem(last=False)
-                    logger.info("session %s evicted (more than %d sessions)", evicted, self._settings.max_sessions)
-            self._sessions.move_to_end(chunk.session_id)
-            session.last_used = now
-        return session, warnings
+                session = self.store.get_or_create(key, lambda: self._new(chunk))
+            return session, []
 
-    def _evict_idle(self, now: float) -> None:
-        ttl = self._settings.session_ttl_s
-        for session_id in [sid for sid, s in self._sessions.items() if now - s.last_used > ttl]:
-            del self._sessions[session_id]
-            logger.info("session %s dropped after %.0f s idle", session_id, ttl)
+    def _replace(self, key: SessionKey, chunk: EEGChunk) -> Session:
+        return self.store.replace(key, self._new(chunk))
+
+    def _new(self, chunk: EEGChunk) -> Session:
+        return Session(chunk.session_id, chunk.sfreq, chunk.ch_names, self._settings)
 
 
 def _describe_change(session: Session, chunk: EEGChunk) -> str:

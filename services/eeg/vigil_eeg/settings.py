@@ -27,7 +27,7 @@ class EEGSettings(BaseModel):
     max_sfreq: float = Field(4096.0, gt=0)
     max_channels: int = Field(256, ge=1)
     max_chunk_samples: int = Field(16384, ge=1)  # samples per channel in one request
-    max_session_id_length: int = Field(128, ge=1)
+    # (session_id, timestamp and reset_session follow the one rule of shared_protocol.fields.)
     # channels x samples of one window buffer (float64): 2M values = 16 MB per session, so that
     # max_sessions sessions stay within ~1 GB even with many channels at a high rate.
     max_window_values: int = Field(2_000_000, ge=1)
@@ -81,7 +81,11 @@ class EEGSettings(BaseModel):
     prior_confidence_factor: float = Field(0.5, gt=0, le=1)
 
     # ---- sessions ----------------------------------------------------------------------------
-    max_sessions: int = Field(64, ge=1)  # least recently used session is evicted beyond this
+    # Sessions belong to the client connection that made them (shared_protocol.sessions): a full
+    # store refuses new sessions with `overloaded` instead of evicting another client's, and a
+    # client beyond its own quota loses its own least recently used session.
+    max_sessions: int = Field(64, ge=1)  # all clients together
+    max_sessions_per_owner: int = Field(16, ge=1)  # per client connection
     session_ttl_s: float = Field(600.0, gt=0)  # idle sessions are dropped after this
 
     # ---- optional learned model --------------------------------------------------------------

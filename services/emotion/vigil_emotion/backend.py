@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from shared_protocol import BadRequestError, BaseModelBackend
+from shared_protocol import BadRequestError, BaseModelBackend, ProtocolError
 
 from .affect import AffectMapper
 from .analyzer import FrameAnalysis, FrameAnalyzer
@@ -34,6 +34,7 @@ class EmotionBackend(BaseModelBackend):
             settings.smoothing_alpha,
             max_gap_s=settings.smoothing_max_gap_s,
             max_sessions=settings.max_sessions,
+            max_sessions_per_owner=settings.max_sessions_per_owner,
             idle_ttl_s=settings.session_idle_ttl_s,
         )
 
@@ -74,7 +75,8 @@ class EmotionBackend(BaseModelBackend):
 
     def process_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
         """Every face of every frame in the batch goes through the classifier in one forward pass;
-        a request with bad input fails alone. Smoothing sees the frames in arrival order."""
+        a request with bad input (or a new session that finds the session store full) fails alone.
+        Smoothing sees the frames in arrival order."""
         if self.analyzer is None or self.classifier is None or self.affect is None:
             raise RuntimeError("model is not initialized")
         parsed: list[EmotionRequest | BadRequestError] = []
@@ -85,12 +87,22 @@ class EmotionBackend(BaseModelBackend):
                 parsed.append(exc)
         valid = [item for item in parsed if not isinstance(item, BadRequestError)]
         analyses = iter(self.analyzer.analyze_many([request.image for request in valid]))
-        return [item if isinstance(item, BadRequestError) else self._reply(item, next(analyses)) for item in parsed]
+        results: list[dict[str, Any] | Exception] = []
+        for item in parsed:
+            if isinstance(item, BadRequestError):
+                results.append(item)
+                continue
+            analysis = next(analyses)
+            try:
+                results.append(self._reply(item, analysis))
+            except ProtocolError as exc:  # a full session store: this request alone is `overloaded`
+                results.append(exc)
+        return results
 
     def _reply(self, request: EmotionRequest, analysis: FrameAnalysis) -> dict[str, Any]:
         primary = analysis.faces[0].probabilities if analysis.faces else None
         smoothed = self.smoother.update(
-            request.session_id, primary, timestamp=request.timestamp, reset=request.reset_session
+            request.session_key, primary, timestamp=request.timestamp, reset=request.reset_session
         )
         return build_reply(
             self.classifier.labels,
@@ -104,6 +116,7 @@ class EmotionBackend(BaseModelBackend):
         )
 
     def cleanup(self) -> None:
+        self.smoother.clear()
         self.analyzer = None
         self.classifier = None
         if torch.cuda.is_available():

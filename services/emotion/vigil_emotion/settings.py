@@ -29,7 +29,7 @@ class EmotionSettings(BaseModel):
     # ---- input limits ------------------------------------------------------------------------
     max_image_bytes: int = Field(8 * 1024 * 1024, gt=0)  # decoded JPEG/PNG bytes
     max_image_side: int = Field(4096, gt=0)  # pixels; larger frames are refused, not resized
-    max_session_id_length: int = Field(128, ge=1)
+    # (session_id, timestamp and reset_session follow the one rule of shared_protocol.fields.)
 
     # ---- face detection (OpenCV Haar; defaults are the `fer` package's) ----------------------
     max_faces: int = Field(5, ge=1)  # faces classified per frame, largest first
@@ -50,7 +50,11 @@ class EmotionSettings(BaseModel):
     # A larger jump in `timestamp` (or one backwards) starts the average afresh: old frames no
     # longer describe the face in front of the camera.
     smoothing_max_gap_s: float = Field(5.0, gt=0)
-    max_sessions: int = Field(256, ge=1)  # least recently used beyond this are dropped
+    # Sessions belong to the client connection that made them (shared_protocol.sessions): a full
+    # store refuses new sessions with `overloaded` instead of evicting another client's, and a
+    # client beyond its own quota loses its own least recently used session.
+    max_sessions: int = Field(256, ge=1)  # all clients together
+    max_sessions_per_owner: int = Field(16, ge=1)  # per client connection
     session_idle_ttl_s: float = Field(300.0, gt=0)  # wall-clock idle time before a session is dropped
 
     @property

@@ -2,20 +2,23 @@
 
 A frame without a face leaves the average as it is (the last stable emotion stays visible).
 The average restarts when the client asks (`reset_session`), when `timestamp` goes backwards or
-jumps by more than `max_gap_s`. Sessions idle longer than `idle_ttl_s` or beyond `max_sessions`
-(least recently used first) are dropped. All state sits behind one lock: requests may be
-processed on several worker threads.
+jumps by more than `max_gap_s`. The states live in the shared `SessionStore`, keyed by
+(owner, session_id): one client can neither read, reset, evict nor write another's average; idle
+sessions expire, an owner over its quota loses its own least recently used session, and a full
+store refuses new sessions with `overloaded`. Every update holds one lock: requests may be processed
+on several worker threads, and an EMA step must not interleave with another on the same session.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from shared_protocol.sessions import SessionKey, SessionStore
 
 
 @dataclass(slots=True)
@@ -23,7 +26,6 @@ class _SessionState:
     probabilities: np.ndarray | None = None  # EMA; None until the first face
     frames: int = 0  # face frames folded into the current average
     last_timestamp: float | None = None
-    last_seen: float = 0.0  # monotonic clock, for idle expiry
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,7 @@ class SessionSmoother:
         *,
         max_gap_s: float,
         max_sessions: int,
+        max_sessions_per_owner: int,
         idle_ttl_s: float,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -47,32 +50,38 @@ class SessionSmoother:
             raise ValueError("alpha must be in (0, 1]")
         self.alpha = alpha
         self.max_gap_s = max_gap_s
-        self.max_sessions = max_sessions
-        self.idle_ttl_s = idle_ttl_s
-        self._clock = clock
-        self._sessions: OrderedDict[str, _SessionState] = OrderedDict()
+        self.sessions: SessionStore[_SessionState] = SessionStore(
+            max_sessions=max_sessions,
+            max_sessions_per_owner=max_sessions_per_owner,
+            idle_ttl_s=idle_ttl_s,
+            clock=clock,
+        )
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._sessions)
+        return len(self.sessions)
+
+    def __contains__(self, key: SessionKey) -> bool:
+        return key in self.sessions
+
+    def clear(self) -> None:
+        self.sessions.clear()
 
     def update(
         self,
-        session_id: str,
+        key: SessionKey,
         probabilities: np.ndarray | None,
         timestamp: float | None = None,
         reset: bool = False,
     ) -> SmoothedResult | None:
-        """Fold in this frame's primary-face probabilities (None: no face) and return the average."""
-        now = self._clock()
+        """Fold in this frame's primary-face probabilities (None: no face) and return the average.
+
+        Raises the store's `overloaded` error when `key` is a new session and the store is full."""
         with self._lock:
-            self._expire(now)
-            state = self._sessions.pop(session_id, None)
-            if state is None or reset:
-                state = _SessionState()
-            self._sessions[session_id] = state  # most recently used last
-            state.last_seen = now
+            if reset:
+                state = self.sessions.replace(key, _SessionState())
+            else:
+                state = self.sessions.get_or_create(key, _SessionState)
             restarted = False
             if timestamp is not None:
                 last = state.last_timestamp
@@ -86,16 +95,6 @@ class SessionSmoother:
                 else:
                     state.probabilities = self.alpha * p + (1.0 - self.alpha) * state.probabilities
                 state.frames += 1
-            while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
             if state.probabilities is None:
                 return None
             return SmoothedResult(state.probabilities.copy(), state.frames, restarted)
-
-    def _expire(self, now: float) -> None:
-        # Oldest first: stop at the first session still within its idle TTL.
-        while self._sessions:
-            session_id, state = next(iter(self._sessions.items()))
-            if now - state.last_seen <= self.idle_ttl_s:
-                break
-            del self._sessions[session_id]
