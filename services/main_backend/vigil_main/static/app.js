@@ -87,6 +87,7 @@ function notify(kind, text) {
     list.prepend(entry.el);
     return;
   }
+  for (const placeholder of list.querySelectorAll("li.muted")) placeholder.remove();
   const li = document.createElement("li");
   li.dataset.kind = kind;
   const time = new Date().toLocaleTimeString();

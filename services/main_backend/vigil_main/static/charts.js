@@ -70,8 +70,10 @@ export class TimeSeriesChart {
       ctx.textAlign = "right";
       ctx.fillText(this.format(v), pad.l - 4, y(v) + 3);
     }
-    ctx.textAlign = "center";
-    for (let s = 0; s <= this.windowS; s += 15) ctx.fillText(s === 0 ? "now" : `-${s}s`, x(now - s), h - 3);
+    for (let s = 0; s <= this.windowS; s += 15) {
+      ctx.textAlign = s === 0 ? "right" : "center";
+      ctx.fillText(s === 0 ? "now" : `-${s}s`, x(now - s), h - 3);
+    }
 
     for (const th of this.thresholds) {
       if (typeof th.value !== "number" || th.value < lo || th.value > hi) continue;

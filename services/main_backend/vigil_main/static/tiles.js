@@ -79,12 +79,35 @@ export function renderEmotion(e) {
 export function renderEeg(e) {
   setLevel($("eeg-level"), e.fatigue_level);
   $("eeg-z").textContent = num(e.drowsiness_z);
+  renderBands(e.relative_power && e.relative_power.mean);
   const b = e.baseline || {};
   $("eeg-baseline").textContent = b.ready
     ? "vs session baseline"
     : e.analyzed
       ? `prior (baseline ${b.windows ?? 0}/${b.needed ?? "?"})`
       : `buffering ${num(e.buffered_s, 1)} s`;
+}
+
+const BAND_COLORS = { delta: "#a78bfa", theta: "#4cc2ff", alpha: "#3ddc84", beta: "#ffb547", gamma: "#ff7ab6" };
+
+function renderBands(relative) {
+  const rows = [];
+  for (const [band, value] of Object.entries(relative || {})) {
+    if (typeof value !== "number") continue;
+    const name = document.createElement("span");
+    name.textContent = band;
+    const track = document.createElement("span");
+    track.className = "track";
+    const fill = document.createElement("i");
+    fill.style.width = `${Math.max(0, Math.min(1, value)) * 100}%`;
+    fill.style.background = BAND_COLORS[band] || "#4cc2ff";
+    track.append(fill);
+    const num = document.createElement("span");
+    num.className = "num";
+    num.textContent = `${(value * 100).toFixed(0)}%`;
+    rows.push(name, track, num);
+  }
+  if (rows.length) $("eeg-bands").replaceChildren(...rows);
 }
 
 export function renderFused(fused) {
