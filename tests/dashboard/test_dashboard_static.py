@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import urllib.error
 import urllib.request
 
 import pytest
 
-from shared_protocol.http_endpoints import make_process_request
-from support.net import serving
+from support.net import connect_ws, rpc, serving
 from vigil_main.config import Config
 from vigil_main.dashboard import CONTENT_TYPES, STATIC_DIR, dashboard_endpoints
 from vigil_main.gateway import Gateway
@@ -53,34 +53,40 @@ def test_references_resolve_and_nothing_comes_from_elsewhere():
     assert "Content-Security-Policy" in html and "script-src 'self'" in html
 
 
-def test_only_plain_get_is_answered_and_websocket_upgrades_pass_through():
-    process_request = make_process_request(dashboard_endpoints())
-
-    class Request:
-        def __init__(self, path, headers):
-            self.path = path
-            self.headers = headers
-
-    response = process_request(None, Request("/?token=abc", {}))
-    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/html")
-    assert process_request(None, Request("/", {"Upgrade": "websocket"})) is None
-    assert process_request(None, Request("/static/nope.js", {})) is None
-
-
 def fetch(url: str) -> tuple[int, str, bytes]:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.status, response.headers["Content-Type"], response.read()
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+
+
+def gateway_without_backends() -> Gateway:
+    return Gateway(Config.model_validate({"main_backend": {"host": "127.0.0.1", "port": 0}, "model_backends": {}}))
 
 
 @pytest.mark.parametrize("path", ["/", "/static/app.js", "/static/style.css"])
 def test_the_gateway_serves_the_page(path):
     async def scenario():
-        config = Config.model_validate({"main_backend": {"host": "127.0.0.1", "port": 0}, "model_backends": {}})
-        gateway = Gateway(config)
-        async with serving(gateway) as url:
+        async with serving(gateway_without_backends()) as url:
             base = url.replace("ws://", "http://")
             status, content_type, body = await asyncio.to_thread(fetch, base + path)
             assert status == 200 and body == dashboard_endpoints()[path]()[2]
             assert content_type == dashboard_endpoints()[path]()[1]
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+
+
+def test_plain_get_gets_the_page_and_a_websocket_upgrade_on_slash_reaches_the_protocol():
+    async def scenario():
+        async with serving(gateway_without_backends()) as url:
+            base = url.replace("ws://", "http://")
+            status, content_type, body = await asyncio.to_thread(fetch, base + "/?token=abc")
+            assert status == 200 and content_type.startswith("text/html") and b"<title>vigil" in body
+            status, _, _ = await asyncio.to_thread(fetch, base + "/static/nope.js")
+            assert status != 200
+            async with await connect_ws(url + "/") as ws:  # the page's own WebSocket URL
+                pong = await rpc(ws, {"type": "health_check", "request_id": "h"})
+                assert pong["type"] == "pong"
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=30))
