@@ -183,6 +183,11 @@ def test_compose_scale_eeg_3_affinity_spread_and_docker_kill(docker_env, service
             victim: dict = {}
             async with Clients(f"ws://127.0.0.1:{port}") as clients:
                 for rnd in range(ROUNDS):
+                    if rnd == KILL_ROUND:
+                        # Which replica holds how many sessions (between rounds: nothing in flight).
+                        held = {cid: await asyncio.to_thread(stack.sessions_held, cid) for cid in replicas}
+                        victim["held"] = held
+                        victim["cid"] = max(held, key=held.get)
                     tasks = {
                         (i, rnd): asyncio.create_task(
                             clients.request(
@@ -197,11 +202,8 @@ def test_compose_scale_eeg_3_affinity_spread_and_docker_kill(docker_env, service
                         )
                         for i in range(SESSIONS)
                     }
-                    if rnd == KILL_ROUND:
-                        # Which replica holds how many sessions, then kill the busiest one mid-round.
-                        held = {cid: await asyncio.to_thread(stack.sessions_held, cid) for cid in replicas}
-                        victim["held"] = held
-                        victim["cid"] = max(held, key=held.get)
+                    if rnd == KILL_ROUND:  # the busiest replica dies with this round in flight
+                        await asyncio.sleep(0.05)
                         await asyncio.to_thread(run_docker, docker_env, "kill", victim["cid"])
                     for key, task in tasks.items():
                         replies[key] = await task
