@@ -86,7 +86,16 @@ def test_full_store_refuses_new_sessions_and_keeps_serving_the_existing():
 
 @pytest.mark.parametrize(
     "session_id",
-    [pytest.param(None, id="null"), pytest.param("absent", id="absent"), "", 123, "\x00", "s1", "s" * 129],
+    [
+        pytest.param(None, id="null"),
+        pytest.param("absent", id="absent"),
+        "",
+        123,
+        "\x00",
+        pytest.param("\ud800", id="lone-surrogate"),
+        "s1",
+        "s" * 129,
+    ],
 )
 def test_session_id_values_follow_the_shared_rule(session_id):
     backend = make_backend()

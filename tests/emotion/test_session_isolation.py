@@ -125,7 +125,16 @@ def test_full_store_refuses_new_sessions_and_keeps_serving_the_existing(make_bac
 
 @pytest.mark.parametrize(
     "session_id",
-    [pytest.param(None, id="null"), pytest.param("absent", id="absent"), "", 123, "\x00", "cam", "s" * 129],
+    [
+        pytest.param(None, id="null"),
+        pytest.param("absent", id="absent"),
+        "",
+        123,
+        "\x00",
+        pytest.param("\ud800", id="lone-surrogate"),
+        "cam",
+        "s" * 129,
+    ],
 )
 def test_session_id_values_follow_the_shared_rule(make_backend, session_id):
     backend = make_backend()
