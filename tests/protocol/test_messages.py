@@ -57,7 +57,7 @@ def test_seed_messages_parse_and_keep_extra_fields():
         ALLOWED,
     )
     assert (msg.type, msg.request_id, msg.data) == ("inference_request", "u1", {"image": "abc"})
-    assert msg.raw["model"] == "eeg"
+    assert msg.model == "eeg"
     assert messages.parse_message('{"type": "health_check"}', ALLOWED).request_id is None
 
 

@@ -15,6 +15,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared_protocol.limits import (
+    DEFAULT_GRACE_PERIOD,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PENDING_BYTES,
+    DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION,
+)
+
 from .discovery import parse_endpoint
 
 # Which payload keys of an `analyze` request each known backend consumes, when config is silent.
@@ -69,9 +78,13 @@ class MainBackendConfig(BaseModel):
     host: str = "localhost"
     port: int = Field(default=8765, ge=0, le=65535)
     health_interval: float = Field(default=10.0, gt=0, description="seconds between health_checks to backends")
-    max_message_size: int = Field(default=16 * 1024 * 1024, ge=1024)
-    max_in_flight_per_connection: int = Field(default=256, ge=1)
-    grace_period: float = Field(default=10.0, ge=0)
+    # Limits: defaults and meaning in shared_protocol.limits (one place for every server).
+    max_message_size: int = Field(default=DEFAULT_MAX_MESSAGE_SIZE, ge=1024)
+    max_in_flight_per_connection: int = Field(default=DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION, ge=1)
+    max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, ge=1)
+    max_pending_bytes: int = Field(default=DEFAULT_MAX_PENDING_BYTES, ge=1024)
+    max_pending_bytes_per_connection: int = Field(default=DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION, ge=1024)
+    grace_period: float = Field(default=DEFAULT_GRACE_PERIOD, ge=0)
 
 
 class Config(BaseModel):

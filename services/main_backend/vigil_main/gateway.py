@@ -1,47 +1,68 @@
 """The client-facing WebSocket server on :8765.
 
 Clients speak the seed protocol plus:
-- `inference_request` with `model` naming one backend: relayed, answered with the client's id;
+- `inference_request` with `model` naming one backend: relayed (the `data` text verbatim, never
+  decoded here), answered with the client's id;
 - `analyze`: one payload fanned out to every enabled backend that uses one of its inputs,
-  answered once with per-backend `results` and per-backend `errors` (partial results are normal);
-- `health_check` -> `pong` with overall status and each backend's state.
-Plain HTTP on the same port: /healthz, /readyz, /metrics.
+  answered once with per-backend `results`, per-backend `errors` (partial results are normal) and
+  the `fused` person-level state;
+- `health_check` -> `pong` with overall status and each backend's status word (details — URLs,
+  errors, replicas — only for a client that presented a token).
+Sessions are the client's own: every request carries `session_owner` (this connection, or the
+client's token identity) to the backend, which keys session state by it.
+Plain HTTP on the same port: / (dashboard), /healthz, /readyz, /metrics and /status (token).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection, serve
+import msgspec
 
-from shared_protocol import BackendClient, ErrorCode, ProtocolError, Reply, messages
-from shared_protocol.connection import read_frames, send_message
+from shared_protocol import ErrorCode, Reply, messages
+from shared_protocol.auth import TokenAuth, parse_tokens
 from shared_protocol.eventloop import stop_on_signals
-from shared_protocol.http_endpoints import json_endpoint, make_process_request
-from shared_protocol.shutdown import drain_and_close
+from shared_protocol.fields import DEFAULT_SESSION_ID
+from shared_protocol.http_endpoints import json_endpoint
+from shared_protocol.server import Peer, ProtocolServer, ServerLimits
 
 from .config import Config
 from .dashboard import dashboard_endpoints
 from .fusion import fuse
 from .metrics import GatewayMetrics
+from .replicas import ReplicaPool
 
 logger = logging.getLogger(__name__)
 
 _ALLOWED_TYPES = frozenset({messages.INFERENCE_REQUEST, messages.ANALYZE, messages.HEALTH_CHECK})
+_MEMBERS_ENCODER = msgspec.json.Encoder()
+# The gateway never decodes `data`; a request costs its frame plus one copy per backend it goes to.
+_GATEWAY_COPIES = 3
+
+# Backend states as the public sees them (no addresses, no error texts).
+HEALTHY = "healthy"
+DEGRADED = "degraded"
+UNHEALTHY = "unhealthy"
 
 
 class Gateway:
-    def __init__(self, config: Config) -> None:
+    allowed_types = _ALLOWED_TYPES
+
+    def __init__(self, config: Config, *, api_tokens: tuple[str, ...] | None = None) -> None:
         self.config = config
         self.metrics = GatewayMetrics()
-        self.clients: dict[str, BackendClient] = {}
+        self.clients: dict[str, ReplicaPool] = {}
+        if api_tokens is None:
+            api_tokens = parse_tokens(os.environ.get("VIGIL_API_TOKENS"))
+        self.auth = TokenAuth(api_tokens)
+        # What the gateway presents to the model backends (they accept it when they have tokens set).
+        self.backend_token = os.environ.get("VIGIL_BACKEND_TOKEN") or (api_tokens[0] if api_tokens else None)
         self.bound_port: int | None = None
-        self._draining = False
-        self._in_flight = 0
-        self._idle = asyncio.Event()
+        self._server: ProtocolServer | None = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -52,68 +73,89 @@ class Gateway:
         for name, cfg in self.config.model_backends.items():
             if not cfg.enabled:
                 continue
-            self.clients[name] = BackendClient(
+            self.clients[name] = ReplicaPool(
                 name,
                 cfg.url,
+                endpoints=cfg.endpoints,
+                resolve_interval=cfg.resolve_interval,
                 request_timeout=cfg.request_timeout,
                 reconnect_interval=cfg.reconnect_interval,
                 max_reconnect_attempts=cfg.max_reconnect_attempts,
                 health_interval=main.health_interval,
                 max_in_flight=cfg.max_in_flight,
                 max_message_size=main.max_message_size,
+                token=self.backend_token,
             )
+
+    def _limits(self) -> ServerLimits:
+        main = self.config.main_backend
+        return ServerLimits(
+            max_message_size=main.max_message_size,
+            max_connections=main.max_connections,
+            max_in_flight_per_connection=main.max_in_flight_per_connection,
+            max_pending_bytes=main.max_pending_bytes,
+            max_pending_bytes_per_connection=main.max_pending_bytes_per_connection,
+            grace_period=main.grace_period,
+        )
 
     async def serve(self, *, install_signal_handlers: bool = False) -> None:
         main = self.config.main_backend
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self._idle.set()
         if install_signal_handlers:
             stop_on_signals(self._stop)
         self._make_clients()
         for client in self.clients.values():
             client.start()
-        process_request = make_process_request(
-            {
+        self._server = ProtocolServer(
+            self,
+            main.host,
+            main.port,
+            limits=self._limits(),
+            auth=self.auth,
+            endpoints={
                 **dashboard_endpoints(),  # GET / and /static/*: the browser dashboard
                 "/healthz": json_endpoint(lambda: (200, {"status": "alive"})),
                 "/readyz": json_endpoint(self._readyz),
+            },
+            protected_endpoints={
                 "/metrics": self._metrics_endpoint,
-            }
+                "/status": json_endpoint(lambda: (200, self.backend_report())),
+            },
+            name="main backend",
         )
-        server = await serve(
-            self._handle_connection,
-            main.host,
-            main.port,
-            process_request=process_request,
-            max_size=main.max_message_size,
-            compression=None,
-        )
-        self.bound_port = server.sockets[0].getsockname()[1]
+        await self._server.start()
+        self.bound_port = self._server.bound_port
         logger.info(
-            "main backend listening on ws://%s:%s; backends: %s",
+            "main backend listening on ws://%s:%s (auth %s); backends: %s",
             main.host,
             self.bound_port,
+            "on" if self.auth.enabled else "off",
             {name: client.url for name, client in self.clients.items()} or "none enabled",
         )
         try:
             await self._stop.wait()
         finally:
-            await self._shutdown(server)
+            await self._shutdown()
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
 
-    async def _shutdown(self, server) -> None:
-        self._draining = True
-        await drain_and_close(server, self._idle, self.config.main_backend.grace_period)
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            await self._server.drain_and_close()
         await asyncio.gather(*(client.close() for client in self.clients.values()))
         logger.info("main backend stopped")
+
+    @property
+    def _draining(self) -> bool:
+        return self._server is not None and self._server.draining
 
     # ---- status ------------------------------------------------------------------------------
 
     def backend_report(self) -> dict[str, Any]:
+        """Everything about every backend (for operators: needs a token when auth is on)."""
         report: dict[str, Any] = {}
         for name, cfg in self.config.model_backends.items():
             client = self.clients.get(name)
@@ -124,6 +166,7 @@ class Gateway:
             report[name] = {
                 "enabled": True,
                 "required": cfg.required,
+                "status": self._status_word(client),
                 "url": client.url,
                 "state": s.state,
                 "connected": client.connected,
@@ -134,13 +177,38 @@ class Gateway:
                 "last_latency_ms": s.last_latency_ms,
                 "last_error": s.last_error,
                 "reconnects": s.reconnects,
+                "replicas": client.replica_report(),
             }
         return report
+
+    def public_backend_report(self) -> dict[str, Any]:
+        """Per backend name: healthy / degraded / unhealthy / disabled, and replica counts."""
+        report: dict[str, Any] = {}
+        for name in self.config.model_backends:
+            client = self.clients.get(name)
+            if client is None:
+                report[name] = {"status": "disabled"}
+                continue
+            replicas = client.replica_report()
+            report[name] = {
+                "status": self._status_word(client),
+                "replicas": {"healthy": replicas["healthy"], "total": replicas["total"]},
+            }
+        return report
+
+    @staticmethod
+    def _status_word(client: ReplicaPool) -> str:
+        replicas = client.replica_report()
+        if replicas["total"] and replicas["healthy"] == replicas["total"]:
+            return HEALTHY
+        if replicas["healthy"] or client.connected:
+            return DEGRADED  # some replicas answer, or connected but the model is not healthy yet
+        return UNHEALTHY
 
     def overall_status(self) -> str:
         if self._draining:
             return "draining"
-        return "healthy" if all(client.ready for client in self.clients.values()) else "degraded"
+        return HEALTHY if all(client.ready for client in self.clients.values()) else DEGRADED
 
     def _readyz(self) -> tuple[int, dict[str, Any]]:
         missing = [
@@ -149,7 +217,11 @@ class Gateway:
             if cfg.required and not (name in self.clients and self.clients[name].connected)
         ]
         ready = not missing and not self._draining
-        body = {"status": "ready" if ready else "not_ready", "overall": self.overall_status()}
+        body = {
+            "status": "ready" if ready else "not_ready",
+            "overall": self.overall_status(),
+            "backends": self.public_backend_report(),
+        }
         if missing:
             body["missing_required_backends"] = missing
         return (200 if ready else 503), body
@@ -162,81 +234,51 @@ class Gateway:
         content_type, body = self.metrics.render()
         return 200, content_type, body
 
-    # ---- client connections ------------------------------------------------------------------
+    # ---- the server core's handler -----------------------------------------------------------
 
-    async def _handle_connection(self, connection: ServerConnection) -> None:
-        await read_frames(connection, self._handle_frame)
+    def charge(self, frame: str | bytes) -> int:
+        return _GATEWAY_COPIES * len(frame)
 
-    async def _handle_frame(self, connection: ServerConnection, frame, tasks: set[asyncio.Task]) -> None:
-        try:
-            msg = messages.parse_message_keeping_data_text(frame, _ALLOWED_TYPES)
-        except ProtocolError as exc:
-            self.metrics.client_messages.labels("invalid").inc()
-            await send_message(connection, messages.error_message(exc.request_id, exc.code, exc.message))
-            return
+    def control_reply(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
         self.metrics.client_messages.labels(msg.type).inc()
-        if msg.type == messages.HEALTH_CHECK:
-            reply = messages.pong(self.overall_status(), msg.request_id, backends=self.backend_report())
-            await send_message(connection, reply)
-            return
-        if self._draining:
-            await send_message(
-                connection,
-                messages.error_message(msg.request_id, ErrorCode.UNAVAILABLE, "main backend is shutting down"),
-            )
-            return
-        if len(tasks) >= self.config.main_backend.max_in_flight_per_connection:
-            limit = self.config.main_backend.max_in_flight_per_connection
-            await send_message(
-                connection,
-                messages.error_message(
-                    msg.request_id, ErrorCode.OVERLOADED, f"more than {limit} requests in flight on this connection"
-                ),
-            )
-            return
-        handler = self._relay if msg.type == messages.INFERENCE_REQUEST else self._analyze
-        self._in_flight += 1
-        self._idle.clear()
-        task = asyncio.create_task(self._run_handler(handler, connection, msg))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        details = peer.authenticated  # with auth off nobody is: details go to /status on a token
+        backends = self.backend_report() if details else self.public_backend_report()
+        return messages.pong(self.overall_status(), msg.request_id, backends=backends)
 
-    async def _run_handler(self, handler, connection: ServerConnection, msg: messages.Message) -> None:
-        try:
-            reply = await handler(msg)
-        except Exception as exc:  # a bug here must still produce exactly one reply
-            logger.exception("handling %s %s failed", msg.type, msg.request_id)
-            reply = messages.error_message(msg.request_id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
-        try:
-            await send_message(connection, reply)
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
+    def admit(self, peer: Peer, msg: messages.Message) -> tuple[ErrorCode, str] | None:
+        self.metrics.client_messages.labels(msg.type).inc()
+        return None
+
+    async def handle(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
+        if msg.type == messages.INFERENCE_REQUEST:
+            return await self._relay(peer, msg)
+        return await self._analyze(peer, msg)
 
     # ---- routing -----------------------------------------------------------------------------
 
     def _backend_refusal(self, name: str) -> Reply | None:
         if name not in self.config.model_backends:
             known = sorted(self.config.model_backends)
-            return Reply.failure(ErrorCode.BAD_REQUEST, f"unknown model {name!r}; configured: {known}")
+            return Reply.failure(ErrorCode.BAD_REQUEST, f"unknown model {name[:64]!r}; configured: {known}")
         if name not in self.clients:
             return Reply.failure(ErrorCode.UNAVAILABLE, f"backend {name!r} is disabled in the configuration")
         return None
 
-    async def _call(self, name: str, data: dict[str, Any], data_json: str | None = None) -> Reply:
+    async def _call(self, name: str, peer: Peer, data_raw: bytes | msgspec.Raw, session_id: str | None) -> Reply:
         refusal = self._backend_refusal(name)
         if refusal is not None:
             return refusal
         client = self.clients[name]
         if not client.connected:
             client.wake()  # try to reconnect now rather than at the next tick
-        reply = await client.request(data, data_json=data_json)
+        # Replicas route a session by a key no other client can produce.
+        session_key = None if session_id is None else f"{peer.owner}/{session_id}"
+        reply = await client.request(None, data_raw=data_raw, owner=peer.owner, session_key=session_key)
         self.metrics.observe_reply(name, reply)
         return reply
 
-    async def _relay(self, msg: messages.Message) -> dict[str, Any]:
-        model = msg.raw.get("model")
+    async def _relay(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
+        model = msg.model
         if model is None:
             return messages.error_message(
                 msg.request_id,
@@ -247,7 +289,11 @@ class Gateway:
             return messages.error_message(
                 msg.request_id, ErrorCode.BAD_REQUEST, f"field 'model' must be a string, got {type(model).__name__}"
             )
-        reply = await self._call(model, msg.data, msg.data_json)
+        members = _members(msg)
+        if isinstance(members, dict):
+            reply = await self._call(model, peer, msg.data_raw, _session_id(members))
+        else:
+            reply = members
         if reply.ok:
             extra = {"model": model}
             if reply.timing is not None:
@@ -257,9 +303,11 @@ class Gateway:
         error["model"] = model
         return error
 
-    async def _analyze(self, msg: messages.Message) -> dict[str, Any]:
-        data = msg.data
-        present = {key for key in data if data[key] is not None}
+    async def _analyze(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
+        members = _members(msg)
+        if not isinstance(members, dict):
+            return messages.error_message(msg.request_id, members.code, members.error)
+        present = {key for key, raw in members.items() if memoryview(raw)[:1].tobytes() != b"n"}  # not null
         targets = {
             name: [key for key in self.config.inputs_of(name) if key in present]
             for name, cfg in self.config.model_backends.items()
@@ -273,13 +321,23 @@ class Gateway:
                 ErrorCode.BAD_REQUEST,
                 f"'analyze' data has none of the inputs the enabled backends use ({usable})",
             )
-        # Each backend gets the shared fields plus only its own inputs (no 200 KB image to eeg).
+        # Each backend gets the shared fields plus only its own inputs (no 200 KB image to eeg),
+        # spliced from the client's text without decoding it.
         all_inputs = {key for name in targets for key in self.config.inputs_of(name)}
-        shared = {key: value for key, value in data.items() if key not in all_inputs}
+        shared = {key: raw for key, raw in members.items() if key not in all_inputs}
+        session_id = _session_id(members)
         names = list(targets)
         started = time.monotonic()
         replies = await asyncio.gather(
-            *(self._call(name, {**shared, **{key: data[key] for key in targets[name]}}) for name in names)
+            *(
+                self._call(
+                    name,
+                    peer,
+                    _MEMBERS_ENCODER.encode({**shared, **{key: members[key] for key in targets[name]}}),
+                    session_id,
+                )
+                for name in names
+            )
         )
         results: dict[str, Any] = {}
         errors: dict[str, Any] = {}
@@ -295,3 +353,25 @@ class Gateway:
             "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
         }
         return {"type": messages.ANALYZE_RESPONSE, "request_id": msg.request_id, "data": body}
+
+
+def _members(msg: messages.Message) -> dict[str, msgspec.Raw] | Reply:
+    """The top-level members of `data`, each undecoded (the envelope parser checked it is an object)."""
+    try:
+        return messages.decode_members(msg.data_raw)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        return Reply.failure(ErrorCode.BAD_REQUEST, f"'data' is not a valid JSON object: {exc}")
+
+
+def _session_id(members: dict[str, msgspec.Raw]) -> str | None:
+    """The client's session id as routing key (validated by the backend, which owns the rule)."""
+    raw = members.get("session_id")
+    if raw is None:
+        return None
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    if value is None:
+        return None
+    return value if isinstance(value, str) and value else DEFAULT_SESSION_ID

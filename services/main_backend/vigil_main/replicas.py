@@ -26,6 +26,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from shared_protocol import BackendClient, ErrorCode, Reply
 from shared_protocol.client import CLOSED, CONNECTED, CONNECTING, DOWN, RECONNECTING, BackendStatus
 
@@ -101,11 +103,17 @@ class SessionRoutes:
 
 def _with_reset(data: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The request as sent to a session's new owner: `reset_session: true` added."""
+    raw = kwargs.get("data_raw") if kwargs.get("data_raw") is not None else kwargs.get("data_json")
+    if data is None and raw is not None:  # relayed undecoded: decode it for this rare rewrite
+        try:
+            data = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            return data, kwargs  # the backend will refuse it anyway
     if not isinstance(data, dict) or data.get("reset_session") is True:
         return data, kwargs
     data = {**data, "reset_session": True}
-    if kwargs.get("data_json") is not None:  # the verbatim text no longer matches `data`
-        kwargs = {**kwargs, "data_json": None}
+    # The verbatim text no longer matches `data`.
+    kwargs = {key: value for key, value in kwargs.items() if key not in ("data_raw", "data_json")}
     return data, kwargs
 
 

@@ -1,17 +1,23 @@
 """BaseModelBackend: the server side of every model backend.
 
-Mirrors the seed's API (and Triton's Python backend): a subclass implements
-`initialize_model()`, `process_inference(data) -> dict` and `cleanup()`; `start()` serves until
-SIGTERM/SIGINT or `stop()`.
+Mirrors the seed's API (and Triton's Python backend `initialize / execute / finalize`): a subclass
+implements `initialize_model()` and `process_inference(data) -> dict` (or `process_batch(list) ->
+list` to share one forward pass), optionally `cleanup()`; `start()` serves until SIGTERM/SIGINT or
+`stop()`.
 
 What the base class guarantees:
-- model work runs in a thread pool, never on the event loop, so health checks and WebSocket
-  keepalive are answered while a model computes;
+- model work runs on a worker pool, never on the event loop, so health checks and WebSocket
+  keepalive are answered while a model computes; `data` is decoded on the worker too;
+- one execution path: every request goes through one bounded collector (`batching`), in batches of
+  up to `max_batch_size` (1: one request per call);
 - every inference_request gets exactly one reply: a result, or an `error` with a code
   (`bad_request`, `timeout`, `overloaded`, `unavailable`, `internal`);
-- work is bounded: at most `max_concurrency` model calls run and `max_queue` wait; beyond that the
-  reply is `overloaded` at once;
-- `GET /healthz` (process alive) and `GET /readyz` (model ready) answer plain HTTP on the same port;
+- work is bounded by count (`max_concurrency` running + `max_queue` waiting) and by bytes
+  (`server.ServerLimits`); beyond that the reply is `overloaded` at once; a timed-out request
+  leaves the queue at once;
+- `data` reaches the model as a `fields.RequestData`: a dict whose `owner` names the client whose
+  sessions it may touch (`fields.common_fields(data).session_key`);
+- `GET /healthz` (alive) and `GET /readyz` (model ready) answer plain HTTP on the same port;
 - on shutdown it stops accepting work, finishes in-flight requests within `grace_period`, then
   calls `cleanup()`.
 """
@@ -21,19 +27,19 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import enum
 import logging
 import threading
 import time
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection, serve
-
 from . import messages
+from .auth import TokenAuth
 from .batching import BatchCollector, PendingItem
-from .connection import read_frames, send_message
 from .errors import BadRequestError, ErrorCode, ProtocolError
 from .eventloop import run_event_loop, stop_on_signals
-from .http_endpoints import json_endpoint, make_process_request
+from .fields import MAX_SESSION_ID_LENGTH, RequestData
+from .http_endpoints import json_endpoint
 from .limits import (
     DEFAULT_GRACE_PERIOD,
     DEFAULT_MAX_CONCURRENCY,
@@ -43,13 +49,23 @@ from .limits import (
     DEFAULT_PING_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
 )
-from .shutdown import drain_and_close
+from .server import Peer, ProtocolServer, ServerLimits
+from .threads import apply_thread_budget, cpu_allowance, thread_budget
 
 logger = logging.getLogger(__name__)
 
-LOADING = "loading"
-HEALTHY = "healthy"
-UNHEALTHY = "unhealthy"
+
+class ModelStatus(enum.StrEnum):
+    """What `pong.status` and `/readyz` say about the model."""
+
+    LOADING = "loading"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+LOADING = ModelStatus.LOADING
+HEALTHY = ModelStatus.HEALTHY
+UNHEALTHY = ModelStatus.UNHEALTHY
 
 _ALLOWED_TYPES = frozenset({messages.INFERENCE_REQUEST, messages.HEALTH_CHECK})
 
@@ -59,10 +75,11 @@ class ModelInitializationError(RuntimeError):
 
 
 class BaseModelBackend(abc.ABC):
-    """Subclass this; implement `initialize_model`, `process_inference` and `cleanup`."""
+    """Subclass this; implement `initialize_model` and `process_inference` (or `process_batch`)."""
 
     model_name: str = ""
     model_version: str = "0"
+    allowed_types = _ALLOWED_TYPES
 
     def __init__(
         self,
@@ -79,6 +96,9 @@ class BaseModelBackend(abc.ABC):
         exit_on_init_failure: bool = False,
         max_batch_size: int = 1,
         max_queue_delay_ms: float = 0.0,
+        threads: int | None = None,
+        api_tokens: tuple[str, ...] | list[str] = (),
+        server_limits: ServerLimits | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
@@ -86,35 +106,51 @@ class BaseModelBackend(abc.ABC):
             raise ValueError("max_queue must be >= 0")
         if request_timeout <= 0:
             raise ValueError("request_timeout must be > 0")
+        if (
+            type(self).process_inference is BaseModelBackend.process_inference
+            and type(self).process_batch is BaseModelBackend.process_batch
+        ):
+            raise TypeError(f"{type(self).__name__} must implement process_inference or process_batch")
+        BatchCollector(max_batch_size, max_queue_delay_ms)  # validates the two limits now
         self.host = host
         self.port = port
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
         self.request_timeout = request_timeout
-        self.max_message_size = max_message_size
         self.grace_period = grace_period
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
         self.exit_on_init_failure = exit_on_init_failure
         self.max_batch_size = max_batch_size
         self.max_queue_delay_ms = max_queue_delay_ms
-        # Batching is on when a batch may hold more than one request; the collector is made in
-        # serve() because it needs the running loop.
-        self._batcher: BatchCollector | None = None
-        BatchCollector(max_batch_size, max_queue_delay_ms)  # validates the two limits now
+        self.thread_override = threads  # None: derive from the CPU allowance
+        self.server_limits = server_limits or ServerLimits()
+        self.server_limits.max_message_size = max_message_size
+        self.server_limits.grace_period = grace_period
+        self.server_limits.ping_interval = ping_interval
+        self.server_limits.ping_timeout = ping_timeout
+        self.auth = TokenAuth(api_tokens)
         self.device: str = "cpu"
-        self.status: str = LOADING
+        self.status: ModelStatus = LOADING
         self.init_error: str | None = None
+        self.thread_info: dict[str, Any] | None = None
         self.bound_port: int | None = None  # the real port once listening (port=0 picks one)
-        self._admitted = 0  # requests accepted and not yet answered
         self._started_at = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
-        self._draining = False
+        self._server: ProtocolServer | None = None
+        self._collector: BatchCollector | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
-        self._idle: asyncio.Event | None = None
-        self.ready_event = threading.Event()  # set once the server listens (for tests/embedding)
+        self._admitted = 0  # requests in the collector or on a worker, not yet answered
+        self.listening = threading.Event()  # set once the socket listens (for tests/embedding)
+
+    @property
+    def ready_event(self) -> threading.Event:
+        """Former name of `listening` (it never meant the model was ready)."""
+        return self.listening
+
+    @property
+    def max_message_size(self) -> int:
+        return self.server_limits.max_message_size
 
     # ---- the subclass API (the seed's) -------------------------------------------------------
 
@@ -122,20 +158,19 @@ class BaseModelBackend(abc.ABC):
     def initialize_model(self) -> None:
         """Load the model. Called once, on the worker pool, after the server is listening."""
 
-    @abc.abstractmethod
     def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Run one request. Called in a worker thread. Raise BadRequestError for bad input."""
-
-    @abc.abstractmethod
-    def cleanup(self) -> None:
-        """Release the model's resources. Called once at shutdown, on the worker pool."""
+        """Run one request (worker thread). Raise BadRequestError for bad input."""
+        result = self.process_batch([data])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def process_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
-        """Run several requests in one call (used when max_batch_size > 1). Called in a worker thread.
+        """Run several requests in one call (worker thread).
 
         Return one entry per request, in order: a result dict, or an Exception (e.g.
         BadRequestError) that becomes that request's error reply alone. Override to share one
-        forward pass; this default simply runs the requests one after the other.
+        forward pass; this default runs the requests one after the other.
         """
         results: list[dict[str, Any] | Exception] = []
         for data in batch:
@@ -145,17 +180,23 @@ class BaseModelBackend(abc.ABC):
                 results.append(exc)
         return results
 
+    def cleanup(self) -> None:  # noqa: B027 - optional hook, empty by design
+        """Release the model's resources. Called once at shutdown, on the worker pool."""
+
     @property
     def batching(self) -> bool:
         return self.max_batch_size > 1
 
     def model_info(self) -> dict[str, Any]:
         """What `pong` reports about the model; subclasses may add keys."""
-        return {
+        info: dict[str, Any] = {
             "name": self.model_name or type(self).__name__,
             "version": self.model_version,
             "device": self.device,
         }
+        if self.thread_info is not None:
+            info["threads"] = self.thread_info
+        return info
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -172,34 +213,27 @@ class BaseModelBackend(abc.ABC):
     async def serve(self, *, install_signal_handlers: bool = False) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._slots = asyncio.Semaphore(self.max_concurrency)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.max_concurrency, thread_name_prefix=f"{type(self).__name__}-worker"
         )
-        batch_loop: asyncio.Task | None = None
-        if self.batching:
-            self._batcher = BatchCollector(self.max_batch_size, self.max_queue_delay_ms)
-            batch_loop = asyncio.create_task(self._batch_loop())
+        self._collector = BatchCollector(self.max_batch_size, self.max_queue_delay_ms)
+        batch_loop = asyncio.create_task(self._batch_loop())
         if install_signal_handlers:
             stop_on_signals(self._stop_event)
-        process_request = make_process_request(
-            {"/healthz": json_endpoint(self._healthz), "/readyz": json_endpoint(self._readyz)}
-        )
-        server = await serve(
-            self._handle_connection,
+        self._server = ProtocolServer(
+            self,
             self.host,
             self.port,
-            process_request=process_request,
-            max_size=self.max_message_size,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            compression=None,  # frames are mostly base64 images: deflate costs CPU and saves little
+            limits=self.server_limits,
+            auth=self.auth,
+            endpoints={"/healthz": json_endpoint(self._healthz), "/readyz": json_endpoint(self._readyz)},
+            name=type(self).__name__,
         )
-        self.bound_port = server.sockets[0].getsockname()[1]
+        await self._server.start()
+        self.bound_port = self._server.bound_port
         logger.info("%s listening on ws://%s:%s", type(self).__name__, self.host, self.bound_port)
-        self.ready_event.set()
+        self.listening.set()
         init_task = asyncio.create_task(self._initialize())
         try:
             stop_task = asyncio.create_task(self._stop_event.wait())
@@ -208,9 +242,20 @@ class BaseModelBackend(abc.ABC):
                 raise ModelInitializationError(self.init_error or "initialize_model failed")
             await stop_task
         finally:
-            await self._shutdown(server, init_task)
-            if batch_loop is not None:
-                batch_loop.cancel()
+            await self._shutdown(init_task)
+            batch_loop.cancel()
+
+    def _load_on_worker(self) -> None:
+        # The thread budget first: libraries size their pools when first used.
+        budget = thread_budget(cpu_allowance(), override=self.thread_override)
+        self.thread_info = apply_thread_budget(budget)
+        logger.info(
+            "thread budget: %s (allowance %.2f CPUs from %s)",
+            self.thread_info["budget"],
+            budget.allowance,
+            budget.source,
+        )
+        self.initialize_model()
 
     async def _initialize(self) -> None:
         # The model is loaded on the worker pool that will run it: with the default single worker,
@@ -218,7 +263,7 @@ class BaseModelBackend(abc.ABC):
         # thread team per calling thread, as in PyTorch on CPU) slow down 2-3x when a second
         # thread ever calls them: the idle team spins against the busy one.
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self.initialize_model)
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._load_on_worker)
         except Exception as exc:  # any failure leaves the server up and reporting why
             self.status = UNHEALTHY
             self.init_error = f"{type(exc).__name__}: {exc}"
@@ -227,10 +272,9 @@ class BaseModelBackend(abc.ABC):
             self.status = HEALTHY
             logger.info("model ready: %s", self.model_info())
 
-    async def _shutdown(self, server, init_task: asyncio.Task) -> None:
+    async def _shutdown(self, init_task: asyncio.Task) -> None:
         logger.info("shutting down: no new work, draining %d in-flight request(s)", self._admitted)
-        self._draining = True
-        await drain_and_close(server, self._idle, self.grace_period)
+        await self._server.drain_and_close()
         if not init_task.done():
             init_task.cancel()
         # cleanup() on the worker pool too, after work still queued there; a model call stuck past
@@ -247,6 +291,10 @@ class BaseModelBackend(abc.ABC):
         self._executor.shutdown(wait=False, cancel_futures=True)
         logger.info("stopped")
 
+    @property
+    def _draining(self) -> bool:
+        return self._server is not None and self._server.draining
+
     # ---- HTTP probes -------------------------------------------------------------------------
 
     def _healthz(self) -> tuple[int, dict[str, Any]]:
@@ -254,12 +302,15 @@ class BaseModelBackend(abc.ABC):
 
     def _readyz(self) -> tuple[int, dict[str, Any]]:
         ready = self.status == HEALTHY and not self._draining
-        body: dict[str, Any] = {"status": "draining" if self._draining else self.status}
-        if self.init_error:
+        body: dict[str, Any] = {"status": "draining" if self._draining else str(self.status)}
+        body["model"] = {"name": self.model_info()["name"], "version": self.model_version}
+        if self.init_error:  # model backends sit on an internal network: the operator needs the reason
             body["error"] = self.init_error
+        if self.thread_info is not None:
+            body["threads"] = self.thread_info["budget"]
         return (200 if ready else 503), body
 
-    # ---- WebSocket protocol ------------------------------------------------------------------
+    # ---- the server core's handler -----------------------------------------------------------
 
     def pong_message(self, request_id: str | None) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -269,39 +320,15 @@ class BaseModelBackend(abc.ABC):
         }
         if self.init_error:
             info["error"] = self.init_error
-        if self._batcher is not None:
-            info["batching"] = self._batcher.stats()
-        status = "draining" if self._draining and self.status == HEALTHY else self.status
+        if self.batching and self._collector is not None:
+            info["batching"] = self._collector.stats()
+        status = "draining" if self._draining and self.status == HEALTHY else str(self.status)
         return messages.pong(status, request_id, **info)
 
-    async def _handle_connection(self, connection: ServerConnection) -> None:
-        logger.debug("connection from %s", connection.remote_address)
-        await read_frames(connection, self._handle_frame)
+    def control_reply(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
+        return self.pong_message(msg.request_id)
 
-    async def _handle_frame(self, connection: ServerConnection, frame, tasks: set[asyncio.Task]) -> None:
-        received_at = time.monotonic()
-        try:
-            msg = messages.parse_message(frame, _ALLOWED_TYPES)
-        except ProtocolError as exc:
-            await send_message(connection, messages.error_message(exc.request_id, exc.code, exc.message))
-            return
-        if msg.type == messages.HEALTH_CHECK:
-            await send_message(connection, self.pong_message(msg.request_id))
-            return
-        refusal = self._admission_refusal()
-        if refusal is not None:
-            code, text = refusal
-            await send_message(connection, messages.error_message(msg.request_id, code, text))
-            return
-        self._admitted += 1
-        self._idle.clear()
-        task = asyncio.create_task(self._answer(connection, msg.request_id, msg.data, received_at))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    def _admission_refusal(self) -> tuple[ErrorCode, str] | None:
-        if self._draining:
-            return ErrorCode.UNAVAILABLE, "backend is shutting down"
+    def admit(self, peer: Peer, msg: messages.Message) -> tuple[ErrorCode, str] | None:
         if self.status == LOADING:
             return ErrorCode.UNAVAILABLE, "model is still loading"
         if self.status == UNHEALTHY:
@@ -311,38 +338,23 @@ class BaseModelBackend(abc.ABC):
                 ErrorCode.OVERLOADED,
                 f"backend is at capacity ({self.max_concurrency} running + {self.max_queue} queued)",
             )
+        self._admitted += 1
         return None
 
-    async def _answer(self, connection: ServerConnection, request_id: str, data: dict, received_at: float) -> None:
+    async def handle(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
+        received_at = time.monotonic()
         try:
-            reply = await self._run_request(request_id, data, received_at)
-            await send_message(connection, reply)
+            return await self._run_request(msg.request_id, msg.data_raw, _session_owner(peer, msg), received_at)
         finally:
             self._admitted -= 1
-            if self._admitted == 0:
-                self._idle.set()
 
-    async def _run_request(self, request_id: str, data: dict, received_at: float) -> dict[str, Any]:
+    async def _run_request(self, request_id: str, payload: Any, owner: str, received_at: float) -> dict[str, Any]:
         deadline = received_at + self.request_timeout
-        if self._batcher is not None:
-            future = self._batcher.submit(data, received_at)
-        else:
-            try:
-                await asyncio.wait_for(self._slots.acquire(), timeout=max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                return messages.error_message(
-                    request_id, ErrorCode.TIMEOUT, f"request waited longer than {self.request_timeout:g}s for a worker"
-                )
-            future = self._run_in_worker(self._timed_inference, data)
+        item = self._collector.submit(payload, owner, received_at)
         try:
-            outcome = await asyncio.wait_for(asyncio.shield(future), timeout=max(0.0, deadline - time.monotonic()))
+            outcome = await asyncio.wait_for(asyncio.shield(item.future), timeout=max(0.0, deadline - time.monotonic()))
         except TimeoutError:
-            if self._batcher is not None:
-                future.cancel()  # a batch not yet formed skips it; a running one ignores it
-            else:
-                # Never cancel the executor future: its done-callback would free the slot while
-                # the thread still runs.
-                future.add_done_callback(_log_late_failure)
+            self._collector.discard(item)  # a batch not yet formed drops it; a running one ignores it
             return messages.error_message(
                 request_id, ErrorCode.TIMEOUT, f"inference took longer than {self.request_timeout:g}s"
             )
@@ -360,59 +372,80 @@ class BaseModelBackend(abc.ABC):
             "queue_ms": round((started_at - received_at) * 1000, 3),
             "compute_ms": round((finished_at - started_at) * 1000, 3),
         }
-        if self._batcher is not None:
+        if self.batching:
             timing["batch_size"] = batch_size
         return messages.inference_response(request_id, result, timing=timing)
 
-    def _run_in_worker(self, fn, *args) -> asyncio.Future:
-        """Run fn in the pool; the slot (already acquired) is released when the call really ends,
-        even if its reply already went out as `timeout`: a thread cannot be cancelled, and the
-        concurrency bound must stay true."""
-        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        future.add_done_callback(lambda _f: self._slots.release())
-        return future
-
-    def _timed_inference(self, data: dict) -> tuple[Any, float, float, int]:
-        started_at = time.monotonic()
-        result = self.process_inference(data)
-        return result, started_at, time.monotonic(), 1
-
-    def _timed_batch(self, batch: list[dict]) -> tuple[list[Any], float, float]:
-        started_at = time.monotonic()
-        results = self.process_batch(batch)
-        return results, started_at, time.monotonic()
+    # ---- the worker side ---------------------------------------------------------------------
 
     async def _batch_loop(self) -> None:
         while True:
             # Wait for a free worker first: the batch then holds everything queued meanwhile,
             # and nothing that timed out while waiting is computed.
             await self._slots.acquire()
-            batch = await self._batcher.next_batch()
+            batch = await self._collector.next_batch()
             if not batch:
                 self._slots.release()
                 continue
-            future = self._run_in_worker(self._timed_batch, [item.data for item in batch])
+            # The slot is released when the call really ends, even if its replies already went out
+            # as `timeout`: a thread cannot be cancelled, and the concurrency bound must stay true.
+            future = asyncio.get_running_loop().run_in_executor(self._executor, self._run_batch, batch)
+            future.add_done_callback(lambda _f: self._slots.release())
             future.add_done_callback(lambda f, batch=batch: _distribute(batch, f))
+
+    def _run_batch(self, batch: list[PendingItem]) -> tuple[list[Any], float, float]:
+        """Decode every request's data, then one model call for the valid ones (worker thread)."""
+        started_at = time.monotonic()
+        outcomes: list[Any] = [None] * len(batch)
+        valid: list[int] = []
+        inputs: list[RequestData] = []
+        for i, item in enumerate(batch):
+            try:
+                inputs.append(RequestData(messages.decode_data(item.payload), item.owner))
+                valid.append(i)
+            except BadRequestError as exc:
+                outcomes[i] = exc
+            item.payload = None  # the text is no longer needed: free it with the decode
+        if inputs:
+            if len(inputs) == 1:
+                try:
+                    results: list[Any] = [self.process_inference(inputs[0])]
+                except Exception as exc:
+                    results = [exc]
+            else:
+                results = self.process_batch(inputs)
+                if not isinstance(results, list) or len(results) != len(inputs):
+                    got = len(results) if isinstance(results, list) else type(results).__name__
+                    error = RuntimeError(f"process_batch returned {got} results for {len(inputs)} requests")
+                    results = [error] * len(inputs)
+            for i, result in zip(valid, results, strict=True):
+                outcomes[i] = result
+        return outcomes, started_at, time.monotonic()
+
+
+def _session_owner(peer: Peer, msg: messages.Message) -> str:
+    """The owner of the request's sessions: the one the gateway names for its client (a peer that
+    passed the handshake — on the internal network, or holding the token when one is set), else
+    this connection."""
+    owner = msg.session_owner
+    if isinstance(owner, str) and 0 < len(owner) <= MAX_SESSION_ID_LENGTH and owner.isprintable():
+        return "via-" + owner
+    return peer.owner
 
 
 def _distribute(batch: list[PendingItem], done: asyncio.Future) -> None:
     """Hand each request of a finished batch its own result or exception."""
     if done.cancelled():
-        error: Exception = RuntimeError("batch cancelled at shutdown")
-        outcomes = [error] * len(batch)
+        outcomes: list[Any] = [RuntimeError("batch cancelled at shutdown")] * len(batch)
         started_at = finished_at = time.monotonic()
     elif done.exception() is not None:
         outcomes = [done.exception()] * len(batch)
         started_at = finished_at = time.monotonic()
     else:
-        results, started_at, finished_at = done.result()
-        if not isinstance(results, list) or len(results) != len(batch):
-            got = len(results) if isinstance(results, list) else type(results).__name__
-            outcomes = [RuntimeError(f"process_batch returned {got} results for {len(batch)} requests")] * len(batch)
-        else:
-            outcomes = results
+        outcomes, started_at, finished_at = done.result()
     for item, outcome in zip(batch, outcomes, strict=True):
         if item.future.done():
+            _log_late_failure(outcome)
             continue
         if isinstance(outcome, BaseException):
             item.future.set_exception(outcome)
@@ -420,8 +453,6 @@ def _distribute(batch: list[PendingItem], done: asyncio.Future) -> None:
             item.future.set_result((outcome, started_at, finished_at, len(batch)))
 
 
-def _log_late_failure(future: asyncio.Future) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        exc = future.exception()
-        if not isinstance(exc, BadRequestError):
-            logger.error("a timed-out request later failed: %s: %s", type(exc).__name__, exc)
+def _log_late_failure(outcome: Any) -> None:
+    if isinstance(outcome, Exception) and not isinstance(outcome, BadRequestError):
+        logger.error("a timed-out request later failed: %s: %s", type(outcome).__name__, outcome)

@@ -1,23 +1,26 @@
-"""Dynamic batching: group requests that arrive close together into one model call.
+"""The request collector every model backend runs its work through (dynamic batching).
 
-A request waits at most `max_queue_delay_ms` for company; a batch never exceeds `max_batch_size`.
-Requests already waiting when a batch is formed join it without any delay, so under load batches
-form by themselves even with a delay of 0. Every request keeps its own future, hence its own
-reply, deadline and error.
+A request waits at most `max_queue_delay_ms` for company; a batch never exceeds `max_batch_size`
+(1 means every request is its own batch). Requests already waiting when a batch is formed join it
+without delay, so under load batches form by themselves even with a delay of 0. Every request
+keeps its own future, hence its own reply, deadline and error. A request whose deadline passed is
+`discard`ed at once, so it neither holds its payload in memory nor gets computed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class PendingItem:
-    data: dict[str, Any]
+    payload: Any  # the request's `data`, still undecoded (decoded on the worker)
+    owner: str  # whose sessions it may touch
     received_at: float
     future: asyncio.Future = field(repr=False)
 
@@ -31,31 +34,45 @@ class BatchCollector:
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_queue_delay_ms / 1000
         self.sizes: collections.Counter[int] = collections.Counter()
-        self._queue: asyncio.Queue[PendingItem] = asyncio.Queue()
+        self._items: collections.deque[PendingItem] = collections.deque()
+        self._arrived = asyncio.Event()
 
-    def submit(self, data: dict[str, Any], received_at: float) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(PendingItem(data, received_at, future))
-        return future
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def submit(self, payload: Any, owner: str, received_at: float) -> PendingItem:
+        item = PendingItem(payload, owner, received_at, asyncio.get_running_loop().create_future())
+        self._items.append(item)
+        self._arrived.set()
+        return item
+
+    def discard(self, item: PendingItem) -> None:
+        """Forget a request that will not be computed (timed out): its payload is freed now."""
+        # The queue is bounded by max_queue: a short scan. Not found: already taken into a batch.
+        with contextlib.suppress(ValueError):
+            self._items.remove(item)
+        if not item.future.done():
+            item.future.cancel()
 
     async def next_batch(self) -> list[PendingItem]:
         """Wait for the first request, then gather more until full or the delay has passed."""
-        batch = [await self._queue.get()]
+        while not self._items:
+            self._arrived.clear()
+            await self._arrived.wait()
+        batch = [self._items.popleft()]
         deadline = time.monotonic() + self.max_delay_s
         while len(batch) < self.max_batch_size:
-            try:
-                batch.append(self._queue.get_nowait())
+            if self._items:
+                batch.append(self._items.popleft())
                 continue
-            except asyncio.QueueEmpty:
-                pass
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            self._arrived.clear()
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                await asyncio.wait_for(self._arrived.wait(), remaining)
             except TimeoutError:
                 break
-        # A request answered `timeout` while it waited is not computed at all.
         live = [item for item in batch if not item.future.done()]
         if live:
             self.sizes[len(live)] += 1
@@ -65,6 +82,7 @@ class BatchCollector:
         return {
             "max_batch_size": self.max_batch_size,
             "max_queue_delay_ms": self.max_delay_s * 1000,
+            "queued": len(self._items),
             "batches": sum(self.sizes.values()),
             "batch_sizes": {str(size): count for size, count in sorted(self.sizes.items())},
         }

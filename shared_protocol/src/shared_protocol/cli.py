@@ -8,14 +8,20 @@ import os
 import sys
 from typing import Any
 
+from .auth import parse_tokens
 from .backend import BaseModelBackend, ModelInitializationError
 from .limits import (
     DEFAULT_GRACE_PERIOD,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
     DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PENDING_BYTES,
+    DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION,
     DEFAULT_MAX_QUEUE,
     DEFAULT_REQUEST_TIMEOUT,
 )
+from .server import ServerLimits
 
 LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"  # the seed's format
 
@@ -33,64 +39,73 @@ def _env(name: str, default: Any) -> Any:
     return os.environ.get(name, default)
 
 
+def _optional_int(text: str) -> int | None:
+    return None if text in ("", "auto") else int(text)
+
+
 def build_arg_parser(description: str, default_port: int, env_prefix: str = "VIGIL") -> argparse.ArgumentParser:
-    """Flags every backend takes; each defaults from an env var so containers can set them."""
+    """Flags every backend takes; each defaults from an env var so containers can set them.
+
+    Defaults are given as text and converted by argparse, so a bad env value (VIGIL_MAX_QUEUE=abc)
+    exits with code 2 and a message naming the flag, like a bad flag does.
+    """
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--host", default=_env(f"{env_prefix}_HOST", "localhost"), help="address to bind")
-    p.add_argument("--port", type=int, default=int(_env(f"{env_prefix}_PORT", default_port)), help="port to bind")
+    e = env_prefix
+
+    def flag(name: str, env: str, default: Any, kind: Any, help_text: str) -> None:
+        p.add_argument(name, type=kind, default=str(_env(f"{e}_{env}", default)), help=f"{help_text} (env {e}_{env})")
+
+    p.add_argument("--host", default=_env(f"{e}_HOST", "localhost"), help="address to bind")
+    flag("--port", "PORT", default_port, int, "port to bind")
     p.add_argument("--log-level", default=_env("VIGIL_LOG_LEVEL", "INFO"))
-    p.add_argument(
-        "--max-concurrency",
-        type=int,
-        default=int(_env(f"{env_prefix}_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY)),
-        help="model calls running at once",
+    flag("--max-concurrency", "MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY, int, "model calls running at once")
+    flag("--max-queue", "MAX_QUEUE", DEFAULT_MAX_QUEUE, int, "requests waiting before 'overloaded'")
+    flag("--request-timeout", "REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT, float, "seconds before 'timeout'")
+    flag(
+        "--max-message-size", "MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE, int, "bytes; larger frames close with 1009"
     )
-    p.add_argument(
-        "--max-queue",
-        type=int,
-        default=int(_env(f"{env_prefix}_MAX_QUEUE", DEFAULT_MAX_QUEUE)),
-        help="requests waiting before 'overloaded'",
-    )
-    p.add_argument(
-        "--request-timeout",
-        type=float,
-        default=float(_env(f"{env_prefix}_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT)),
-        help="seconds before a request is answered 'timeout'",
-    )
-    p.add_argument(
-        "--max-message-size",
-        type=int,
-        default=int(_env(f"{env_prefix}_MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE)),
-        help="bytes; larger frames close the connection with 1009",
-    )
-    p.add_argument(
-        "--grace-period",
-        type=float,
-        default=float(_env(f"{env_prefix}_GRACE_PERIOD", DEFAULT_GRACE_PERIOD)),
-        help="seconds to finish in-flight work on SIGTERM",
-    )
+    flag("--grace-period", "GRACE_PERIOD", DEFAULT_GRACE_PERIOD, float, "seconds to finish in-flight work on SIGTERM")
     p.add_argument(
         "--exit-on-init-failure",
         action="store_true",
-        default=_env(f"{env_prefix}_STRICT", "false").lower() in ("1", "true", "yes"),
+        default=_env(f"{e}_STRICT", "false").lower() in ("1", "true", "yes"),
         help="exit non-zero when the model cannot be loaded (default: stay up, report unhealthy)",
     )
-    p.add_argument(
-        "--max-batch-size",
-        type=int,
-        default=int(_env(f"{env_prefix}_MAX_BATCH_SIZE", 1)),
-        help="requests per model call (dynamic batching when > 1)",
+    flag("--max-batch-size", "MAX_BATCH_SIZE", 1, int, "requests per model call (dynamic batching when > 1)")
+    flag("--max-queue-delay-ms", "MAX_QUEUE_DELAY_MS", 0, float, "how long a request may wait to share a batch")
+    flag("--threads", "THREADS", "auto", _optional_int, "threads for torch/BLAS/OpenCV; auto: from the CPU quota")
+    flag("--max-connections", "MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, int, "open connections; more get HTTP 503")
+    flag(
+        "--max-in-flight-per-connection",
+        "MAX_IN_FLIGHT_PER_CONNECTION",
+        DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
+        int,
+        "unanswered requests per connection",
     )
-    p.add_argument(
-        "--max-queue-delay-ms",
-        type=float,
-        default=float(_env(f"{env_prefix}_MAX_QUEUE_DELAY_MS", 0)),
-        help="how long a request may wait for others to share its batch",
+    flag(
+        "--max-pending-bytes",
+        "MAX_PENDING_BYTES",
+        DEFAULT_MAX_PENDING_BYTES,
+        int,
+        "bytes of unanswered requests in this process",
+    )
+    flag(
+        "--max-pending-bytes-per-connection",
+        "MAX_PENDING_BYTES_PER_CONNECTION",
+        DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION,
+        int,
+        "bytes of unanswered requests per connection",
     )
     return p
 
 
 def common_backend_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    limits = ServerLimits(
+        max_connections=args.max_connections,
+        max_in_flight_per_connection=args.max_in_flight_per_connection,
+        max_pending_bytes=args.max_pending_bytes,
+        max_pending_bytes_per_connection=args.max_pending_bytes_per_connection,
+    )
     return {
         "max_concurrency": args.max_concurrency,
         "max_queue": args.max_queue,
@@ -100,6 +115,10 @@ def common_backend_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "exit_on_init_failure": args.exit_on_init_failure,
         "max_batch_size": args.max_batch_size,
         "max_queue_delay_ms": args.max_queue_delay_ms,
+        "threads": args.threads,
+        # A secret: from the environment only (a flag would show in `ps`).
+        "api_tokens": parse_tokens(os.environ.get("VIGIL_API_TOKENS")),
+        "server_limits": limits,
     }
 
 

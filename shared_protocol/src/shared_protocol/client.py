@@ -21,14 +21,22 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from . import messages
 from .errors import BadRequestError, ErrorCode
-from .limits import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_REQUEST_TIMEOUT
+from .limits import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_REQUEST_TIMEOUT
 
 logger = logging.getLogger(__name__)
+
+_ENVELOPE_ENCODER = msgspec.json.Encoder()
+
+
+def _owner_field(owner: str | None) -> dict[str, str]:
+    return {"session_owner": owner} if owner is not None else {}
+
 
 CONNECTING = "connecting"
 CONNECTED = "connected"
@@ -79,9 +87,11 @@ class BackendClient:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         open_timeout: float = 5.0,
         initial_backoff: float = 0.1,
+        token: str | None = None,
     ) -> None:
         self.name = name
         self.url = url
+        self._token = token  # presented to the backend at the handshake when set
         self.request_timeout = request_timeout
         self.reconnect_interval = reconnect_interval
         self.max_reconnect_attempts = max_reconnect_attempts
@@ -131,9 +141,17 @@ class BackendClient:
     # ---- requests ----------------------------------------------------------------------------
 
     async def request(
-        self, data: dict[str, Any], *, timeout: float | None = None, data_json: str | None = None
+        self,
+        data: dict[str, Any] | None,
+        *,
+        timeout: float | None = None,
+        data_raw: msgspec.Raw | bytes | str | None = None,
+        data_json: str | None = None,
+        owner: str | None = None,
     ) -> Reply:
-        """`data_json`: `data` already encoded (e.g. the client's own text, relayed verbatim)."""
+        """`data_raw`: `data` already encoded as JSON (e.g. the client's own text, relayed verbatim);
+        `data_json` is its former name. `owner`: whose sessions the request may touch (the gateway's
+        name for its client); sent as `session_owner`."""
         started = time.monotonic()
         connection = self._connection
         if connection is None or not self.connected:
@@ -144,19 +162,15 @@ class BackendClient:
                 ErrorCode.OVERLOADED, f"backend {self.name!r} has {self.max_in_flight} requests in flight"
             )
         request_id = f"{self._prefix}-{next(self._ids)}"
+        try:
+            frame = self._request_frame(request_id, data, data_raw if data_raw is not None else data_json, owner)
+        except (TypeError, ValueError) as exc:
+            return Reply.failure(ErrorCode.BAD_REQUEST, f"data cannot be encoded as JSON: {exc}")
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[request_id] = (future, started)
         try:
-            if data_json is not None:
-                # request_id is this client's own ASCII id: no escaping needed.
-                text = f'{{"type":"{messages.INFERENCE_REQUEST}","request_id":"{request_id}","data":{data_json}}}'
-            else:
-                try:
-                    text = messages.encode(messages.inference_request(request_id, data))
-                except (TypeError, ValueError) as exc:
-                    return Reply.failure(ErrorCode.BAD_REQUEST, f"data cannot be encoded as JSON: {exc}")
             try:
-                await connection.send(text)
+                await connection.send(frame, text=True)
             except websockets.ConnectionClosed:
                 return Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} connection closed")
             limit = self.request_timeout if timeout is None else timeout
@@ -171,6 +185,24 @@ class BackendClient:
         finally:
             self._pending.pop(request_id, None)
 
+    @staticmethod
+    def _request_frame(
+        request_id: str, data: dict[str, Any] | None, data_raw: msgspec.Raw | bytes | str | None, owner: str | None
+    ) -> bytes:
+        if data_raw is None:
+            return messages.encode_bytes(messages.inference_request(request_id, data, **_owner_field(owner)))
+        raw = data_raw.encode("utf-8") if isinstance(data_raw, str) else data_raw
+        # The envelope is this client's own ASCII id and a validated owner: encoded by msgspec, with
+        # the data text spliced in as it came (msgspec.Raw), never decoded and encoded again.
+        return _ENVELOPE_ENCODER.encode(
+            {
+                "type": messages.INFERENCE_REQUEST,
+                "request_id": request_id,
+                **_owner_field(owner),
+                "data": raw if isinstance(raw, msgspec.Raw) else msgspec.Raw(raw),
+            }
+        )
+
     async def health_check(self, timeout: float | None = None) -> dict[str, Any] | None:
         """Send `health_check` and wait for the `pong` (None if not connected or no answer)."""
         connection = self._connection
@@ -182,7 +214,7 @@ class BackendClient:
         waiter = self._pong_waiter
         sent_at = time.monotonic()
         try:
-            await connection.send(messages.encode(messages.health_check()))
+            await connection.send(messages.encode_bytes(messages.health_check()), text=True)
             pong = await asyncio.wait_for(asyncio.shield(waiter), timeout or self.request_timeout)
         except (TimeoutError, websockets.ConnectionClosed):
             return None
@@ -201,8 +233,9 @@ class BackendClient:
                     open_timeout=self.open_timeout,
                     max_size=self.max_message_size,
                     compression=None,
-                    ping_interval=20,
-                    ping_timeout=20,
+                    ping_interval=DEFAULT_PING_INTERVAL,
+                    ping_timeout=DEFAULT_PING_TIMEOUT,
+                    additional_headers={"Authorization": f"Bearer {self._token}"} if self._token else None,
                 )
             except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
                 failures += 1

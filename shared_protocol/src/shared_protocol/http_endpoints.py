@@ -26,23 +26,13 @@ def json_endpoint(fn: Callable[[], tuple[int, dict[str, Any]]]) -> Endpoint:
     return endpoint
 
 
-def make_process_request(endpoints: dict[str, Endpoint]):
-    def process_request(connection, request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        endpoint = endpoints.get(path)
-        if endpoint is None:
-            return None
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return None  # a WebSocket client that happens to use this path
-        status, content_type, body = endpoint()
-        reason = http.HTTPStatus(status).phrase
-        headers = Headers(
-            [
-                ("Content-Type", content_type),
-                ("Content-Length", str(len(body))),
-                ("Connection", "close"),
-            ]
-        )
-        return Response(status, reason, headers, body)
-
-    return process_request
+def http_response(status: int, content_type: str, body: bytes) -> Response:
+    headers = Headers(
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+    )
+    return Response(status, http.HTTPStatus(status).phrase, headers, body)

@@ -1,17 +1,31 @@
-"""The seed's JSON messages: builders, encoding and strict validation of incoming frames.
+"""The seed's JSON messages: builders, a strict codec and validation of incoming frames.
 
-Every malformed frame becomes a `ProtocolError` with a precise message; when the frame carried a
+Decoding is msgspec's (C, strict JSON): NaN/Infinity, lone surrogates (`"\\ud800"`), invalid UTF-8
+and bad syntax are refused. A frame is read in two steps:
+
+1. `parse_envelope` reads `type`, `request_id`, `model`, `session_owner` and keeps `data` as the
+   undecoded JSON text (`msgspec.Raw`): cheap enough for the event loop, and a relay can forward the
+   text without decoding it.
+2. `decode_data` materialises `data` (on a worker thread in the backends) and refuses nesting deeper
+   than `MAX_NESTING` and integers beyond 64 bits.
+
+Every malformed frame becomes a `BadRequestError` with a precise message; when the frame carried a
 usable `request_id` the error carries it too, so the reply can be matched by the sender.
+Encoding (`encode_bytes`) refuses NaN/Infinity, non-JSON types and unencodable text with an
+exception, which the senders turn into an `internal` error reply (never a dropped connection).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from .errors import BadRequestError, ErrorCode
+from .limits import MAX_NESTING
 
 INFERENCE_REQUEST = "inference_request"
 INFERENCE_RESPONSE = "inference_response"
@@ -23,24 +37,57 @@ ANALYZE = "analyze"
 ANALYZE_RESPONSE = "analyze_response"
 
 MAX_REQUEST_ID_LENGTH = 256
+# 64-bit integers, signed or unsigned; anything wider is no value a model input needs.
+MIN_INTEGER = -(2**63)
+MAX_INTEGER = 2**64 - 1
+
+_REQUESTS_WITH_DATA = frozenset({INFERENCE_REQUEST, ANALYZE})
+
+
+class _Envelope(msgspec.Struct):
+    """The top-level members the servers read; unknown members are skipped without being built."""
+
+    type: Any = None
+    request_id: Any = None
+    data: msgspec.Raw = msgspec.Raw()  # empty when absent
+    model: Any = None
+    session_owner: Any = None
+
+
+_ENVELOPE_DECODER = msgspec.json.Decoder(_Envelope)
+_ANY_DECODER = msgspec.json.Decoder()
+_MEMBERS_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 @dataclass(slots=True)
 class Message:
-    """A validated incoming message. `raw` keeps every field, including unknown additive ones."""
+    """A validated incoming message.
+
+    `data_raw` is the `data` member's JSON text, undecoded; `data` is the decoded object once
+    `decode_data` ran (`parse_message` does both).
+    """
 
     type: str
     request_id: str | None = None
     data: dict[str, Any] | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
-    # The `data` value exactly as it appeared in the frame (JSON text), when known: a relay can
-    # forward it without encoding it again (a 70 KB base64 image costs ~0.13 ms to re-encode).
-    data_json: str | None = None
+    data_raw: msgspec.Raw | None = None
+    model: Any = None
+    session_owner: Any = None
+    size: int = 0  # bytes of the frame
+
+
+# ---- building and encoding ---------------------------------------------------------------------
+
+
+def encode_bytes(message: dict[str, Any]) -> bytes:
+    """Strict UTF-8 JSON. Raises ValueError (NaN/Infinity, unencodable text) or TypeError."""
+    # allow_nan=False: NaN is not JSON; a model emitting it is a bug we want to see loudly.
+    # .encode() refuses lone surrogates here, instead of inside the WebSocket library's send.
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 def encode(message: dict[str, Any]) -> str:
-    # allow_nan=False: NaN is not JSON; a model emitting it is a bug we want to see loudly.
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return encode_bytes(message).decode("utf-8")
 
 
 def inference_request(request_id: str, data: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -70,132 +117,180 @@ def pong(status: str, request_id: str | None = None, **info: Any) -> dict[str, A
     return msg
 
 
-def _decode_json(frame: str | bytes) -> Any:
-    if isinstance(frame, (bytes, bytearray, memoryview)):
+# ---- decoding ----------------------------------------------------------------------------------
+
+
+def parse_envelope(frame: str | bytes, allowed_types: frozenset[str]) -> Message:
+    """Validate one incoming frame without decoding `data`. Raises BadRequestError."""
+    if not isinstance(frame, str):
         raise BadRequestError("binary frames are not supported; send JSON text frames")
     try:
-        return json.loads(frame)
-    except json.JSONDecodeError as exc:
-        raise BadRequestError(f"message is not valid JSON: {exc.msg} at position {exc.pos}") from None
+        envelope = _ENVELOPE_DECODER.decode(frame)
+    except msgspec.ValidationError:
+        # Not an object (msgspec stops at the first byte): say what it is, or why it is not JSON.
+        raise BadRequestError(_not_an_object(frame), request_id=recover_request_id(frame)) from None
+    except (msgspec.DecodeError, UnicodeError) as exc:
+        raise BadRequestError(_not_json(exc), request_id=recover_request_id(frame)) from None
     except RecursionError:
-        raise BadRequestError("message is not valid JSON: nested too deeply") from None
-
-
-def _request_id_of(obj: dict[str, Any], required: bool) -> str | None:
-    if "request_id" not in obj or obj["request_id"] is None:
-        if required:
-            raise BadRequestError("missing field 'request_id' (a non-empty string)")
-        return None
-    request_id = obj["request_id"]
-    if not isinstance(request_id, str) or not request_id:
-        raise BadRequestError(f"field 'request_id' must be a non-empty string, got {type(request_id).__name__}")
-    if len(request_id) > MAX_REQUEST_ID_LENGTH:
-        raise BadRequestError(f"field 'request_id' is longer than {MAX_REQUEST_ID_LENGTH} characters")
-    return request_id
-
-
-def parse_message(frame: str | bytes, allowed_types: frozenset[str]) -> Message:
-    """Validate one incoming frame. Raises `BadRequestError` (with `request_id` when known)."""
-    return _validate(_decode_json(frame), allowed_types)
-
-
-def parse_message_keeping_data_text(frame: str | bytes, allowed_types: frozenset[str]) -> Message:
-    """`parse_message`, and also the raw JSON text of `data` in `Message.data_json` (for relays).
-
-    Same results and errors as `parse_message`: anything the member scanner does not expect falls
-    back to it.
-    """
-    scanned = _scan_object(frame) if isinstance(frame, str) else None
-    if scanned is None:
-        return parse_message(frame, allowed_types)
-    obj, spans = scanned
-    msg = _validate(obj, allowed_types)
-    if msg.data is not None and "data" in spans:
-        start, end = spans["data"]
-        msg.data_json = frame[start:end]
+        raise BadRequestError(
+            f"message is not valid JSON: nested deeper than {MAX_NESTING} levels",
+            request_id=recover_request_id(frame),
+        ) from None
+    msg = _validate(envelope, allowed_types)
+    msg.size = len(frame)
     return msg
 
 
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-_DECODER = json.JSONDecoder()
+def parse_message(frame: str | bytes, allowed_types: frozenset[str]) -> Message:
+    """`parse_envelope` plus `decode_data`: the whole message, validated."""
+    msg = parse_envelope(frame, allowed_types)
+    if msg.data_raw is not None:
+        msg.data = decode_data(msg.data_raw, request_id=msg.request_id)
+    return msg
 
 
-def _scan_object(text: str) -> tuple[dict[str, Any], dict[str, tuple[int, int]]] | None:
-    """Decode a top-level JSON object member by member, noting where each value's text lies.
-
-    Returns None (caller falls back to json.loads) for anything else: not an object, bad JSON,
-    trailing text. Duplicate keys: the last wins, as in json.loads.
-    """
+def decode_data(raw: msgspec.Raw | bytes | str, *, request_id: str | None = None) -> dict[str, Any]:
+    """Materialise a request's `data` (already known to be a JSON object), within MAX_NESTING
+    levels and 64-bit integers."""
     try:
-        i = _WHITESPACE.match(text, 0).end()
-        if text[i : i + 1] != "{":
-            return None
-        i = _WHITESPACE.match(text, i + 1).end()
-        obj: dict[str, Any] = {}
-        spans: dict[str, tuple[int, int]] = {}
-        if text[i : i + 1] == "}":
-            end = i + 1
-        else:
-            while True:
-                if text[i : i + 1] != '"':
-                    return None
-                key, i = _DECODER.raw_decode(text, i)
-                i = _WHITESPACE.match(text, i).end()
-                if text[i : i + 1] != ":":
-                    return None
-                start = _WHITESPACE.match(text, i + 1).end()
-                obj[key], i = _DECODER.raw_decode(text, start)
-                spans[key] = (start, i)
-                i = _WHITESPACE.match(text, i).end()
-                separator = text[i : i + 1]
-                i = _WHITESPACE.match(text, i + 1).end()
-                if separator == "}":
-                    end = i
-                    break
-                if separator != ",":
-                    return None
-        if end != len(text):
-            return None
-        return obj, spans
-    except (ValueError, RecursionError):
-        return None
+        data = _ANY_DECODER.decode(raw)
+    except (msgspec.DecodeError, UnicodeError) as exc:
+        raise BadRequestError(_not_json(exc), request_id=request_id) from None
+    except RecursionError:
+        raise BadRequestError(f"'data' is nested deeper than {MAX_NESTING} levels", request_id=request_id) from None
+    check_values(data, _needs_check(raw), request_id=request_id)
+    return data
 
 
-def _validate(obj: Any, allowed_types: frozenset[str]) -> Message:
-    if not isinstance(obj, dict):
-        raise BadRequestError(f"message must be a JSON object, got {type(obj).__name__}")
-    msg_type = obj.get("type")
-    if not isinstance(msg_type, str):
-        raise BadRequestError("missing field 'type' (a string)")
-    # The request_id is read before the type is judged so that even an unknown type is answered
-    # with the sender's id.
-    try:
-        request_id = _request_id_of(obj, required=False)
-    except BadRequestError:
-        request_id = None
-        if msg_type in (INFERENCE_REQUEST, ANALYZE):
-            raise
-    if msg_type not in allowed_types:
-        raise BadRequestError(
-            f"unknown message type {msg_type!r}; expected one of {sorted(allowed_types)}",
-            request_id=request_id,
-        )
-    if msg_type in (INFERENCE_REQUEST, ANALYZE):
-        request_id = _request_id_of(obj, required=True)
-        data = obj.get("data")
-        if data is None:
-            raise BadRequestError("missing field 'data' (a JSON object)", request_id=request_id)
-        if not isinstance(data, dict):
-            raise BadRequestError(
-                f"field 'data' must be a JSON object, got {type(data).__name__}", request_id=request_id
-            )
-        return Message(msg_type, request_id, data, obj)
-    return Message(msg_type, request_id, None, obj)
+def decode_members(raw: msgspec.Raw | bytes | str) -> dict[str, msgspec.Raw]:
+    """A JSON object's members, each still undecoded (the gateway splits `analyze` data with it)."""
+    return _MEMBERS_DECODER.decode(raw)
 
 
 def parse_reply(frame: str | bytes) -> dict[str, Any]:
     """Parse a reply from a backend (client side). Raises `BadRequestError` if it is not a JSON object."""
-    obj = _decode_json(frame)
+    try:
+        obj = _ANY_DECODER.decode(frame)
+    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
+        raise BadRequestError(f"reply is not valid JSON: {exc}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         raise BadRequestError("reply is not a JSON object with a string 'type'")
     return obj
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+# A run of 19 digits may already be beyond 64 bits; shorter runs never are.
+_LONG_DIGIT_RUN = re.compile(rb"\d{19}")
+_REQUEST_ID_MEMBER = re.compile(r'"request_id"\s*:\s*("(?:[^"\\]|\\.){1,%d}")' % (MAX_REQUEST_ID_LENGTH * 6))  # noqa: UP031
+
+
+def _needs_check(raw: msgspec.Raw | bytes | str) -> tuple[bool, bool]:
+    """(depth may exceed MAX_NESTING, an integer may exceed 64 bits): cheap scans of the text, so
+    the walk over decoded values runs only for the frames that could fail it."""
+    buf = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+    deep = buf.count(b"[") + buf.count(b"{") > MAX_NESTING
+    wide = _LONG_DIGIT_RUN.search(buf) is not None
+    return deep, wide
+
+
+def check_values(data: Any, checks: tuple[bool, bool] = (True, True), *, request_id: str | None = None) -> None:
+    check_depth, check_ints = checks
+    if not (check_depth or check_ints):
+        return
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if check_depth and depth > MAX_NESTING:
+            raise BadRequestError(f"'data' is nested deeper than {MAX_NESTING} levels", request_id=request_id)
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            kind = type(child)
+            if kind is list or kind is dict:
+                stack.append((child, depth + 1))
+            elif check_ints and kind is int and not MIN_INTEGER <= child <= MAX_INTEGER:
+                raise BadRequestError(
+                    f"'data' holds an integer beyond 64 bits ({len(str(abs(child)))} digits)", request_id=request_id
+                )
+
+
+def recover_request_id(frame: str | bytes) -> str | None:
+    """The request_id of a frame that failed to parse, when one can be read safely (so the client
+    can match the error to its request)."""
+    if not isinstance(frame, str):
+        return None
+    match = _REQUEST_ID_MEMBER.search(frame)
+    if match is None:
+        return None
+    try:
+        value = json.loads(match.group(1))
+        value.encode("utf-8")  # no lone surrogates: the reply must stay encodable
+    except (ValueError, UnicodeError):
+        return None
+    return value if 0 < len(value) <= MAX_REQUEST_ID_LENGTH else None
+
+
+def _not_json(exc: Exception) -> str:
+    text = str(exc)
+    if "truncated" in text:
+        # msgspec reports a lone surrogate escape this way too.
+        text += " (or a \\ud800-\\udfff escape that is not a surrogate pair)"
+    return f"message is not valid JSON: {text}"
+
+
+def _not_an_object(frame: str) -> str:
+    try:
+        return f"message must be a JSON object, got {type(_ANY_DECODER.decode(frame)).__name__}"
+    except (msgspec.DecodeError, UnicodeError) as exc:
+        return _not_json(exc)
+    except RecursionError:
+        return f"message is not valid JSON: nested deeper than {MAX_NESTING} levels"
+
+
+def _request_id_of(value: Any, required: bool) -> str | None:
+    if value is None:
+        if required:
+            raise BadRequestError("missing field 'request_id' (a non-empty string)")
+        return None
+    if not isinstance(value, str) or not value:
+        raise BadRequestError(f"field 'request_id' must be a non-empty string, got {type(value).__name__}")
+    if len(value) > MAX_REQUEST_ID_LENGTH:
+        raise BadRequestError(f"field 'request_id' is longer than {MAX_REQUEST_ID_LENGTH} characters")
+    return value
+
+
+def _validate(envelope: _Envelope, allowed_types: frozenset[str]) -> Message:
+    msg_type = envelope.type
+    if not isinstance(msg_type, str):
+        raise BadRequestError("missing field 'type' (a string)", request_id=_safe_request_id(envelope.request_id))
+    # The request_id is read before the type is judged so that even an unknown type is answered
+    # with the sender's id.
+    if msg_type not in allowed_types:
+        raise BadRequestError(
+            f"unknown message type {msg_type[:64]!r}; expected one of {sorted(allowed_types)}",
+            request_id=_safe_request_id(envelope.request_id),
+        )
+    if msg_type not in _REQUESTS_WITH_DATA:
+        return Message(msg_type, _safe_request_id(envelope.request_id))
+    request_id = _request_id_of(envelope.request_id, required=True)
+    raw = envelope.data
+    first = memoryview(raw)[:1].tobytes()
+    if first in (b"", b"n"):  # absent or null
+        raise BadRequestError("missing field 'data' (a JSON object)", request_id=request_id)
+    if first != b"{":
+        kind = type(_ANY_DECODER.decode(raw)).__name__
+        raise BadRequestError(f"field 'data' must be a JSON object, got {kind}", request_id=request_id)
+    return Message(
+        msg_type,
+        request_id,
+        data_raw=raw,
+        model=envelope.model,
+        session_owner=envelope.session_owner,
+    )
+
+
+def _safe_request_id(value: Any) -> str | None:
+    try:
+        return _request_id_of(value, required=False)
+    except BadRequestError:
+        return None

@@ -1,0 +1,299 @@
+"""One WebSocket server core for the main backend and every model backend.
+
+It owns what both kinds of server must get right the same way:
+- the handshake: a cap on open connections (HTTP 503 beyond it), shared-secret auth (HTTP 401),
+  and plain-HTTP endpoints on the same port (probes, metrics, the dashboard);
+- the frame loop: every frame is parsed (`messages.parse_envelope`), control messages
+  (`health_check`) are answered at once, requests are admitted or refused at once;
+- admission by count *and* bytes: requests in flight per connection, bytes charged by unanswered
+  requests per connection and per process (`limits.request_charge`) → `overloaded`;
+- exactly one reply per request, always encodable (`send_reply`), and a drain on shutdown.
+
+What a request means is the `RequestHandler`'s business: the model backend runs it on its worker
+pool, the main backend relays it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import websockets
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+
+from . import messages
+from .auth import TokenAuth
+from .errors import ErrorCode, ProtocolError
+from .http_endpoints import Endpoint, http_response
+from .limits import (
+    DEFAULT_GRACE_PERIOD,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PENDING_BYTES,
+    DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_WS_MAX_QUEUE,
+    request_charge,
+)
+from .shutdown import drain_and_close
+
+logger = logging.getLogger(__name__)
+
+REQUEST_TYPES = frozenset({messages.INFERENCE_REQUEST, messages.ANALYZE})
+
+
+@dataclass(slots=True)
+class ServerLimits:
+    """The limits of one server process; defaults and meaning in `limits.py`."""
+
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    ws_max_queue: int = DEFAULT_WS_MAX_QUEUE
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_in_flight_per_connection: int = DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION
+    max_pending_bytes_per_connection: int = DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+    ping_interval: float | None = DEFAULT_PING_INTERVAL
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT
+    grace_period: float = DEFAULT_GRACE_PERIOD
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_message_size",
+            "ws_max_queue",
+            "max_connections",
+            "max_in_flight_per_connection",
+            "max_pending_bytes_per_connection",
+            "max_pending_bytes",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+
+@dataclass(slots=True, eq=False)
+class Peer:
+    """One client connection: who it is and what it has in flight."""
+
+    websocket: ServerConnection
+    owner: str  # the namespace of its sessions: its token's identity, else this connection
+    authenticated: bool
+    in_flight: int = 0
+    pending_bytes: int = 0
+    tasks: set[asyncio.Task] = field(default_factory=set)
+
+
+class RequestHandler(Protocol):
+    allowed_types: frozenset[str]
+
+    def control_reply(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
+        """The reply to a message that is not a request (health_check)."""
+
+    def admit(self, peer: Peer, msg: messages.Message) -> tuple[ErrorCode, str] | None:
+        """Why this request cannot be admitted now (loading, queue full), or None: then the request
+        is admitted (count it now) and `handle` will be called for it."""
+
+    async def handle(self, peer: Peer, msg: messages.Message) -> dict[str, Any] | bytes:
+        """The one reply to an admitted request: a message dict, or a frame already encoded."""
+
+
+class ProtocolServer:
+    def __init__(
+        self,
+        handler: RequestHandler,
+        host: str,
+        port: int,
+        *,
+        limits: ServerLimits | None = None,
+        auth: TokenAuth | None = None,
+        endpoints: dict[str, Endpoint] | None = None,
+        protected_endpoints: dict[str, Endpoint] | None = None,
+        name: str = "server",
+    ) -> None:
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.limits = limits or ServerLimits()
+        self.auth = auth or TokenAuth()
+        self.endpoints = dict(endpoints or {})
+        self.protected_endpoints = dict(protected_endpoints or {})  # need a token when auth is on
+        self.name = name
+        self.bound_port: int | None = None
+        self.connections = 0
+        self.in_flight = 0
+        self.pending_bytes = 0
+        self.draining = False
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._server: Server | None = None
+        # Bytes a request is charged: the handler knows what it will materialise (default: decoded JSON).
+        self._charge: Callable[[str | bytes], int] = getattr(handler, "charge", request_charge)
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._serve_connection,
+            self.host,
+            self.port,
+            process_request=self._process_request,
+            max_size=self.limits.max_message_size,
+            max_queue=self.limits.ws_max_queue,
+            ping_interval=self.limits.ping_interval,
+            ping_timeout=self.limits.ping_timeout,
+            compression=None,  # frames are mostly base64 images: deflate costs CPU and saves little
+        )
+        self.bound_port = self._server.sockets[0].getsockname()[1]
+
+    async def drain_and_close(self) -> bool:
+        """Refuse new work, let admitted requests finish within the grace period, close."""
+        self.draining = True
+        if self._server is None:
+            return True
+        return await drain_and_close(self._server, self.idle, self.limits.grace_period)
+
+    # ---- handshake ---------------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        wants_websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        if not wants_websocket:
+            endpoint = self.endpoints.get(path)
+            if endpoint is not None:
+                return http_response(*endpoint())
+            endpoint = self.protected_endpoints.get(path)
+            if endpoint is not None:
+                if self.auth.enabled and self.auth.identity(request.path, request.headers) is None:
+                    return _refuse(http.HTTPStatus.UNAUTHORIZED, "a valid token is required")
+                return http_response(*endpoint())
+            return None  # websockets answers 426 Upgrade Required
+        if self.draining:
+            return _refuse(http.HTTPStatus.SERVICE_UNAVAILABLE, "server is shutting down")
+        if self.connections >= self.limits.max_connections:
+            return _refuse(
+                http.HTTPStatus.SERVICE_UNAVAILABLE, f"too many connections (limit {self.limits.max_connections})"
+            )
+        if self.auth.enabled and self.auth.identity(request.path, request.headers) is None:
+            return _refuse(
+                http.HTTPStatus.UNAUTHORIZED,
+                "a valid token is required: 'Authorization: Bearer <token>' or ?token=<token>",
+            )
+        return None
+
+    # ---- frames ------------------------------------------------------------------------------
+
+    async def _serve_connection(self, websocket: ServerConnection) -> None:
+        self.connections += 1
+        identity = self.auth.identity(websocket.request.path, websocket.request.headers) if self.auth.enabled else None
+        peer = Peer(websocket, owner=identity or f"conn-{uuid.uuid4().hex[:16]}", authenticated=identity is not None)
+        try:
+            async for frame in websocket:
+                await self._on_frame(peer, frame)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            # Replies to a gone peer cannot be delivered, but the work still ends (bounded by its
+            # deadline) and the counters stay right.
+            if peer.tasks:
+                await asyncio.gather(*peer.tasks, return_exceptions=True)
+            self.connections -= 1
+
+    async def _on_frame(self, peer: Peer, frame: str | bytes) -> None:
+        try:
+            msg = messages.parse_envelope(frame, self.handler.allowed_types)
+        except ProtocolError as exc:
+            await send_reply(peer.websocket, messages.error_message(exc.request_id, exc.code, exc.message))
+            return
+        if msg.type not in REQUEST_TYPES:
+            await send_reply(peer.websocket, self.handler.control_reply(peer, msg))
+            return
+        charge = self._charge(frame)
+        refusal = self._admission_refusal(peer, charge) or self.handler.admit(peer, msg)
+        if refusal is not None:
+            code, text = refusal
+            await send_reply(peer.websocket, messages.error_message(msg.request_id, code, text))
+            return
+        peer.in_flight += 1
+        peer.pending_bytes += charge
+        self.in_flight += 1
+        self.pending_bytes += charge
+        self.idle.clear()
+        task = asyncio.create_task(self._answer(peer, msg, charge))
+        peer.tasks.add(task)
+        task.add_done_callback(peer.tasks.discard)
+
+    def _admission_refusal(self, peer: Peer, charge: int) -> tuple[ErrorCode, str] | None:
+        limits = self.limits
+        if self.draining:
+            return ErrorCode.UNAVAILABLE, f"{self.name} is shutting down"
+        if peer.in_flight >= limits.max_in_flight_per_connection:
+            return (
+                ErrorCode.OVERLOADED,
+                f"more than {limits.max_in_flight_per_connection} requests in flight on this connection",
+            )
+        if peer.pending_bytes + charge > limits.max_pending_bytes_per_connection:
+            return (
+                ErrorCode.OVERLOADED,
+                f"this connection's unanswered requests would weigh more than "
+                f"{limits.max_pending_bytes_per_connection} bytes; wait for replies",
+            )
+        if self.pending_bytes + charge > limits.max_pending_bytes:
+            return ErrorCode.OVERLOADED, f"{self.name} holds {limits.max_pending_bytes} bytes of unanswered requests"
+        return None
+
+    async def _answer(self, peer: Peer, msg: messages.Message, charge: int) -> None:
+        try:
+            try:
+                reply = await self.handler.handle(peer, msg)
+            except Exception as exc:  # a bug in a handler must still produce exactly one reply
+                logger.exception("handling %s %s failed", msg.type, msg.request_id)
+                reply = messages.error_message(msg.request_id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+            await send_reply(peer.websocket, reply)
+        finally:
+            peer.in_flight -= 1
+            peer.pending_bytes -= charge
+            self.in_flight -= 1
+            self.pending_bytes -= charge
+            if self.in_flight == 0:
+                self.idle.set()
+
+
+async def send_reply(websocket, reply: dict[str, Any] | bytes) -> None:
+    """Send one reply as a text frame. A reply that cannot be encoded (NaN, numpy types, lone
+    surrogates) is replaced by an `internal` error for the same request; a peer that is gone is
+    not an error."""
+    if isinstance(reply, bytes):
+        payload = reply
+    else:
+        try:
+            payload = messages.encode_bytes(reply)
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+            request_id = reply.get("request_id")
+            logger.error("reply %r cannot be encoded as JSON: %s", request_id, exc)
+            if not _encodable(request_id):
+                request_id = None
+            payload = messages.encode_bytes(
+                messages.error_message(request_id, ErrorCode.INTERNAL, f"result cannot be encoded as JSON: {exc}")
+            )
+    try:
+        await websocket.send(payload, text=True)
+    except websockets.ConnectionClosed:
+        logger.debug("peer gone before a reply could be sent")
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and bool(value.encode("utf-8"))
+    except UnicodeError:
+        return False
+
+
+def _refuse(status: http.HTTPStatus, text: str) -> Response:
+    body = (text + "\n").encode()
+    headers = Headers([("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+    return Response(status.value, status.phrase, headers, body)
