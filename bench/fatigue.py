@@ -12,6 +12,8 @@ one stream on CPU.
 
   .venv/bin/python bench/fatigue.py                                  # (a) and (b)
   .venv/bin/python bench/fatigue.py --gateway-url ws://127.0.0.1:8765  # + (c)
+  .venv/bin/python bench/fatigue.py --start-gateway                  # + (c) on a main backend started
+                                                          # here in front of the (b) service
   .venv/bin/python bench/fatigue.py --engine torch --max-batch-size 4  # the torch engine (weights
                                                           # converted to a temp dir unless given)
 """
@@ -187,6 +189,51 @@ def start_service(settings: FatigueSettings, max_batch_size: int) -> tuple[subpr
     raise RuntimeError("fatigue service did not become ready")
 
 
+def start_gateway(fatigue_url: str) -> tuple[subprocess.Popen, str]:
+    """The main backend (services/main_backend) on a free port, relaying to the fatigue service
+    at `fatigue_url` only (emotion and eeg disabled)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    fatigue_port = fatigue_url.rsplit(":", 1)[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "shared_protocol" / "src"),
+        "VIGIL_LOG_LEVEL": "WARNING",
+        "VIGIL_FATIGUE_HOST": "127.0.0.1",
+        "VIGIL_FATIGUE_PORT": fatigue_port,
+        "VIGIL_EMOTION_ENABLED": "false",
+        "VIGIL_EEG_ENABLED": "false",
+    }
+    main_dir = REPO / "services" / "main_backend"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "main.py",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--config",
+            str(REPO / "config" / "models.yaml"),
+        ],
+        cwd=main_dir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp:
+                if resp.status == 200:
+                    return proc, f"ws://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("main backend did not become ready")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=300, help="measured frames per stream")
@@ -194,6 +241,7 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=4, help="concurrent streams for the second run")
     parser.add_argument("--service-url", help="fatigue service to use for (b) (default: start one here)")
     parser.add_argument("--gateway-url", help="main backend for (c), e.g. ws://127.0.0.1:8765")
+    parser.add_argument("--start-gateway", action="store_true", help="start a main backend here for (c)")
     parser.add_argument("--skip-in-process", action="store_true")
     parser.add_argument("--engine", choices=["mediapipe", "torch"], default="mediapipe")
     parser.add_argument("--torch-weights-dir", help="converted weights (default: convert to a temp dir now)")
@@ -226,18 +274,23 @@ def run_benchmarks(args: argparse.Namespace, settings: FatigueSettings) -> int:
     url = args.service_url
     if url is None:
         proc, url = start_service(settings, args.max_batch_size)
+    gateway = None
     try:
         for streams in (1, args.streams):
             results.append(bench_ws("(b) fatigue service", url, frames, args.frames, streams, args.warmup))
+        gateway_url = args.gateway_url
+        if gateway_url is None and args.start_gateway:
+            gateway, gateway_url = start_gateway(url)
+        if gateway_url:
+            for streams in (1, args.streams):
+                results.append(
+                    bench_ws("(c) via main backend", gateway_url, frames, args.frames, streams, args.warmup, "fatigue")
+                )
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
-    if args.gateway_url:
-        for streams in (1, args.streams):
-            results.append(
-                bench_ws("(c) via main backend", args.gateway_url, frames, args.frames, streams, args.warmup, "fatigue")
-            )
+        for started in (gateway, proc):
+            if started is not None:
+                started.terminate()
+                started.wait(timeout=30)
     single = {r["mode"][:3]: r["fps"] for r in results if r["streams"] == 1}
     if "(a)" in single and "(c)" in single:
         ratio = single["(c)"] / single["(a)"]

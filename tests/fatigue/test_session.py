@@ -175,7 +175,7 @@ def test_out_of_order_and_duplicate_timestamps_are_ignored_with_a_warning(settin
 def test_eye_threshold_calibrates_from_the_sessions_own_open_eyes():
     settings = FatigueSettings(calibration_s=3.0, calibration_min_frames=20)
     tracker = SessionTracker("s", settings)
-    # A subject with narrow eyes: open EAR 0.22 (closed under the default 0.2 only when shut).
+    # A subject with narrow eyes: open EAR 0.22-0.23 (around the default threshold).
     frames = [frame(i * DT, ear=0.22 + (0.01 if i % 2 else 0.0)) for i in range(40)]
     feed(tracker, frames[:30])
     assert tracker.metrics()["ear_threshold_source"] == THRESHOLD_DEFAULT
@@ -184,7 +184,8 @@ def test_eye_threshold_calibrates_from_the_sessions_own_open_eyes():
     m = tracker.metrics()
     assert m["ear_threshold_source"] == THRESHOLD_CALIBRATED
     assert m["ear_open_baseline"] == pytest.approx(0.23)  # 70th percentile of 0.22/0.23
-    expected = 0.1 + 0.2 * (0.23 - 0.1)
+    floor = 0.5 * 0.23  # closed_ear_floor_ratio x open EAR
+    expected = floor + 0.2 * (0.23 - floor)
     assert m["ear_threshold"] == pytest.approx(expected)
     # The calibrated threshold now decides: 0.15 is above it (open), 0.07 below (closed).
     assert tracker.observe(frame(4.1, ear=0.15)).eyes_closed is False

@@ -28,6 +28,40 @@ def torch_engine(weights_dir):
 
 
 @pytest.fixture(scope="session")
+def plain_engine(weights_dir):
+    """The 468-point mesh without the iris refinement (what MediaPipe's plain FaceMesh gives)."""
+    from vigil_fatigue.torch_engine.engine import TorchLandmarkEngine
+
+    engine = TorchLandmarkEngine(weights_dir, device="cpu", max_faces=4, refine_eyes=False, warmup=False)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def mp_refined_mesh():
+    """MediaPipe's refine_landmarks=True (attention mesh): the accuracy reference for eye state."""
+    from mediapipe.python.solutions import face_mesh
+
+    mesh = face_mesh.FaceMesh(
+        static_image_mode=True, max_num_faces=4, refine_landmarks=True, min_detection_confidence=0.5
+    )
+    yield mesh
+    mesh.close()
+
+
+@pytest.fixture(scope="session")
+def iris_interpreter():
+    """MediaPipe's iris_landmark.tflite in the TFLite interpreter (the unconverted model)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from vigil_fatigue.torch_engine.sources import read_model
+
+    interpreter = Interpreter(model_content=read_model("iris_landmark"), num_threads=1)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+@pytest.fixture(scope="session")
 def mp_face_mesh():
     from mediapipe.python.solutions import face_mesh
 
@@ -54,8 +88,8 @@ def astronaut():
 
 
 @pytest.fixture(scope="session")
-def astronaut_closed(astronaut, torch_engine):
-    faces = torch_engine.detect([astronaut])[0]
+def astronaut_closed(astronaut, plain_engine):
+    faces = plain_engine.detect([astronaut])[0]
     assert len(faces) == 1
     return images.close_eyes(astronaut, faces[0].points)
 

@@ -45,7 +45,8 @@ def test_one_forward_per_model_per_call(torch_engine, astronaut, astronaut_close
 
     monkeypatch.setattr(torch_engine, "_run", counting_run)
     torch_engine.detect(frames)
-    assert batch_sizes == [len(frames), 6]  # detector on all 6 frames, landmarks on all 6 faces
+    # Detector on all 6 frames, landmarks on all 6 faces, the iris model on all 12 eyes.
+    assert batch_sizes == [len(frames), 6, 12]
 
 
 def test_no_face_anywhere_skips_the_landmark_model(torch_engine, monkeypatch):

@@ -42,10 +42,10 @@ def test_parity_image_set_is_complete(parity_images):
 
 
 @pytest.mark.parametrize("name", IMAGE_NAMES)
-def test_detections_match_mediapipe(name, parity_images, torch_engine, mp_face_detection):
+def test_detections_match_mediapipe(name, parity_images, plain_engine, mp_face_detection):
     image = parity_images[name]
     expected = mp_detections(mp_face_detection, image)
-    got = torch_engine.detect_faces([image])[0]
+    got = plain_engine.detect_faces([image])[0]
     assert len(expected) == 1, "the reference must see the astronaut's face"
     assert len(got) == len(expected)
     for (box, keypoints, score), det in zip(expected, got, strict=True):
@@ -55,10 +55,10 @@ def test_detections_match_mediapipe(name, parity_images, torch_engine, mp_face_d
 
 
 @pytest.mark.parametrize("name", IMAGE_NAMES)
-def test_landmarks_and_eye_state_match_mediapipe(name, parity_images, torch_engine, mp_face_mesh):
+def test_landmarks_and_eye_state_match_mediapipe(name, parity_images, plain_engine, mp_face_mesh):
     image = parity_images[name]
     expected = mp_meshes(mp_face_mesh, image)
-    got = torch_engine.detect([image])[0]
+    got = plain_engine.detect([image])[0]
     assert len(expected) == 1
     assert len(got) == 1
     points, reference = got[0].points, expected[0]
@@ -76,10 +76,10 @@ def test_landmarks_and_eye_state_match_mediapipe(name, parity_images, torch_engi
     assert (ear_reference < threshold) == name.startswith("closed_"), f"reference EAR {ear_reference:.3f}"
 
 
-def test_two_faces_match_mediapipe(astronaut, torch_engine, mp_face_mesh):
+def test_two_faces_match_mediapipe(astronaut, plain_engine, mp_face_mesh):
     image = images.two_faces(astronaut)
     expected = mp_meshes(mp_face_mesh, image)
-    got = [face.points for face in torch_engine.detect([image])[0]]
+    got = [face.points for face in plain_engine.detect([image])[0]]
     assert len(expected) == len(got) == 2
     for reference in expected:  # matched by centroid: the two engines need not list faces alike
         points = min(got, key=lambda p: np.linalg.norm(p[:, :2].mean(0) - reference[:, :2].mean(0)))

@@ -11,6 +11,7 @@ import numpy as np
 from shared_protocol.errors import BadRequestError
 
 from .engine import FaceLandmarks, LandmarkEngine
+from .gaze import Gaze
 from .geometry import FaceGeometry, measure_face
 from .request import FatigueRequest
 from .scoring import assess
@@ -65,6 +66,7 @@ class FatigueAnalyzer:
             **_face_fields(face, geometry),
             "eyes_closed": verdict.eyes_closed,
             "mouth_open": verdict.mouth_open,
+            "gaze_on_target": verdict.gaze_on_target,
             "events": list(verdict.events),
             "session": metrics,
         }
@@ -96,8 +98,14 @@ class FatigueAnalyzer:
 def _observation(timestamp: float, geometry: FaceGeometry | None) -> FrameObservation:
     if geometry is None:
         return FrameObservation(timestamp, face_detected=False)
-    pitch = geometry.head_pose.pitch if geometry.head_pose is not None else None
-    return FrameObservation(timestamp, True, ear=geometry.ear, mar=geometry.mar, pitch=pitch)
+    pose, gaze = geometry.head_pose, geometry.gaze
+    pitch = pose.pitch if pose is not None else None
+    # Where the subject looks: the head's direction turned further by the eyes' rotation.
+    look_yaw = pose.yaw + gaze.yaw if pose is not None and gaze is not None else None
+    look_pitch = pose.pitch + gaze.pitch if pose is not None and gaze is not None else None
+    return FrameObservation(
+        timestamp, True, ear=geometry.ear, mar=geometry.mar, pitch=pitch, look_yaw=look_yaw, look_pitch=look_pitch
+    )
 
 
 def _face_fields(face: FaceLandmarks | None, geometry: FaceGeometry | None) -> dict[str, Any]:
@@ -111,6 +119,7 @@ def _face_fields(face: FaceLandmarks | None, geometry: FaceGeometry | None) -> d
             "ear": None,
             "mar": None,
             "head_pose": None,
+            "gaze": None,
         }
     x, y, w, h = face.box
     pose = geometry.head_pose
@@ -123,6 +132,18 @@ def _face_fields(face: FaceLandmarks | None, geometry: FaceGeometry | None) -> d
         "ear": geometry.ear,
         "mar": geometry.mar,
         "head_pose": None if pose is None else {"pitch": pose.pitch, "yaw": pose.yaw, "roll": pose.roll},
+        "gaze": _gaze_fields(geometry.gaze),
+    }
+
+
+def _gaze_fields(gaze: Gaze | None) -> dict[str, Any] | None:
+    if gaze is None:
+        return None
+    return {
+        "yaw": gaze.yaw,
+        "pitch": gaze.pitch,
+        "left": {"yaw": gaze.left.yaw, "pitch": gaze.left.pitch},
+        "right": {"yaw": gaze.right.yaw, "pitch": gaze.right.pitch},
     }
 
 

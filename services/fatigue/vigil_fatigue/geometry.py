@@ -1,4 +1,4 @@
-"""Per-frame geometry on Face Mesh landmarks: eye aspect ratio, mouth aspect ratio, head pose."""
+"""Per-frame geometry on Face Mesh landmarks: eye aspect ratio, mouth aspect ratio, head pose, gaze."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from .gaze import Gaze, measure_gaze
 
 # Soukupová & Čech (2016) 6-point EAR: p1..p6 = outer/inner corner and two upper/lower lid points,
 # EAR = (|p2-p6| + |p3-p5|) / (2 |p1-p4|). Indices in the MediaPipe 468-point mesh; "right"/"left"
@@ -55,6 +57,7 @@ class FaceGeometry:
     ear_right: float
     mar: float
     head_pose: HeadPose | None  # None when solvePnP fails
+    gaze: Gaze | None = None  # None without iris points (a 468-point mesh)
 
     @property
     def ear(self) -> float:
@@ -118,4 +121,5 @@ def measure_face(points: np.ndarray, frame_width: int, frame_height: int) -> Fac
         ear_right=aspect_ratio(points, *RIGHT_EYE),
         mar=mouth_aspect_ratio(points),
         head_pose=head_pose(points, frame_width, frame_height),
+        gaze=measure_gaze(points),
     )

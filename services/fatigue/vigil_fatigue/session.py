@@ -26,6 +26,10 @@ class FrameObservation:
     ear: float | None = None
     mar: float | None = None
     pitch: float | None = None
+    # Where the subject looks (head pose + eye rotation, degrees, signs as HeadPose); None without
+    # iris points or head pose.
+    look_yaw: float | None = None
+    look_pitch: float | None = None
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,8 @@ class FrameVerdict:
     warning: str | None
     eyes_closed: bool | None  # None without a face
     mouth_open: bool | None
-    events: tuple[str, ...]  # events completed on this frame: blink, long_closure, microsleep, yawn, nod
+    events: tuple[str, ...]  # completed on this frame: blink, long_closure, microsleep, yawn, nod, distraction
+    gaze_on_target: bool | None = None  # None: not calibrated yet, eyes closed, or no gaze
 
 
 class Calibration:
@@ -46,9 +51,11 @@ class Calibration:
         self._settings = settings
         self._ears: list[float] = []
         self._pitches: list[float] = []
+        self._looks: list[tuple[float, float]] = []
         self._first_timestamp: float | None = None
         self.open_ear: float | None = None
         self.pitch_baseline: float | None = None
+        self.look_baseline: tuple[float, float] | None = None  # straight-ahead (yaw, pitch)
         self.threshold = settings.default_ear_threshold
         self.source = THRESHOLD_DEFAULT
 
@@ -56,7 +63,7 @@ class Calibration:
     def done(self) -> bool:
         return self.source == THRESHOLD_CALIBRATED
 
-    def add(self, timestamp: float, ear: float, pitch: float | None) -> None:
+    def add(self, timestamp: float, ear: float, pitch: float | None, look: tuple[float, float] | None = None) -> None:
         if self.done:
             return
         if self._first_timestamp is None:
@@ -64,6 +71,8 @@ class Calibration:
         self._ears.append(ear)
         if pitch is not None:
             self._pitches.append(pitch)
+        if look is not None and ear >= self._settings.default_ear_threshold:  # closed eyes have no gaze
+            self._looks.append(look)
         s = self._settings
         if timestamp - self._first_timestamp >= s.calibration_s and len(self._ears) >= s.calibration_min_frames:
             self._finish()
@@ -72,14 +81,20 @@ class Calibration:
         s = self._settings
         self.open_ear = float(np.percentile(self._ears, s.calibration_percentile))
         # P80: closed when the opening above the floor is below (1 - 0.8) of the open one.
-        raw = s.closed_ear_floor + (1.0 - s.perclos_closure_fraction) * (self.open_ear - s.closed_ear_floor)
+        floor = s.closed_ear_floor_ratio * self.open_ear  # the shut eye's EAR scales with the open one
+        raw = floor + (1.0 - s.perclos_closure_fraction) * (self.open_ear - floor)
         self.threshold = float(np.clip(raw, s.min_ear_threshold, s.max_ear_threshold))
         if raw != self.threshold:
             logger.warning("calibrated EAR threshold %.3f clipped to %.3f", raw, self.threshold)
         self.pitch_baseline = float(np.median(self._pitches)) if self._pitches else None
+        # Straight ahead = where the subject looked most of the first seconds (the median).
+        if self._looks:
+            yaws, pitches = zip(*self._looks, strict=True)
+            self.look_baseline = (float(np.median(yaws)), float(np.median(pitches)))
         self.source = THRESHOLD_CALIBRATED
         self._ears.clear()
         self._pitches.clear()
+        self._looks.clear()
 
 
 class SessionTracker:
@@ -97,13 +112,14 @@ class SessionTracker:
         self._closed_sum = 0.0
         self._observed_sum = 0.0
         self._events: dict[str, deque[float]] = {
-            name: deque() for name in ("blink", "long_closure", "microsleep", "yawn", "nod")
+            name: deque() for name in ("blink", "long_closure", "microsleep", "yawn", "nod", "distraction")
         }
         self._blink_durations: deque[tuple[float, float]] = deque()  # (end timestamp, duration)
         self._closure = ClosureEpisode()
         self._microsleep = SustainedState(settings.microsleep_min_s)
         self._mouth = SustainedState(settings.yawn_min_s)
         self._nod = SustainedState(settings.nod_min_s)
+        self._looking_away = SustainedState(settings.distraction_min_s)
         self._head_down = False
         self.first_timestamp: float | None = None
         self.last_timestamp: float | None = None
@@ -121,7 +137,7 @@ class SessionTracker:
                 "frame not added to session metrics"
             )
             closed, mouth_open = self._classify(obs)
-            return FrameVerdict(False, warning, closed, mouth_open, ())
+            return FrameVerdict(False, warning, closed, mouth_open, (), self._on_target(obs, closed))
         gap = None if self.last_timestamp is None else obs.timestamp - self.last_timestamp
         if self.first_timestamp is None:
             self.first_timestamp = obs.timestamp
@@ -130,16 +146,18 @@ class SessionTracker:
         if gap is not None and gap > self._s.max_frame_gap_s:
             self._break_episodes()  # what happened in the gap is unknown
         if obs.face_detected and obs.ear is not None:
-            self.calibration.add(obs.timestamp, obs.ear, obs.pitch)
+            look = None if obs.look_yaw is None or obs.look_pitch is None else (obs.look_yaw, obs.look_pitch)
+            self.calibration.add(obs.timestamp, obs.ear, obs.pitch, look)
         closed, mouth_open = self._classify(obs)
-        events = self._update_episodes(obs, closed, mouth_open)
+        on_target = self._on_target(obs, closed)
+        events = self._update_episodes(obs, closed, mouth_open, on_target)
         for name in events:
             self._events[name].append(obs.timestamp)
         if gap is not None:
             self._add_interval(obs.timestamp - gap, obs.timestamp, self._last_state)
         self._last_state = closed
         self._prune(obs.timestamp)
-        return FrameVerdict(True, None, closed, mouth_open, tuple(events))
+        return FrameVerdict(True, None, closed, mouth_open, tuple(events), on_target)
 
     def _classify(self, obs: FrameObservation) -> tuple[bool | None, bool | None]:
         if not obs.face_detected or obs.ear is None:
@@ -147,7 +165,20 @@ class SessionTracker:
         mouth_open = None if obs.mar is None else obs.mar >= self._s.mouth_open_mar
         return obs.ear < self.calibration.threshold, mouth_open
 
-    def _update_episodes(self, obs: FrameObservation, closed: bool | None, mouth_open: bool | None) -> list[str]:
+    def _on_target(self, obs: FrameObservation, closed: bool | None) -> bool | None:
+        """Is the subject looking within the tolerance of its calibrated straight-ahead direction?"""
+        baseline = self.calibration.look_baseline
+        if closed is not False or baseline is None or obs.look_yaw is None or obs.look_pitch is None:
+            return None
+        s = self._s
+        return (
+            abs(obs.look_yaw - baseline[0]) <= s.gaze_yaw_tolerance_deg
+            and abs(obs.look_pitch - baseline[1]) <= s.gaze_pitch_tolerance_deg
+        )
+
+    def _update_episodes(
+        self, obs: FrameObservation, closed: bool | None, mouth_open: bool | None, on_target: bool | None
+    ) -> list[str]:
         events: list[str] = []
         t = obs.timestamp
         if closed is None:  # no face: episodes cannot be followed
@@ -167,6 +198,9 @@ class SessionTracker:
             events.append("yawn")
         if self._nod.update(t, self._is_head_down(obs.pitch)):
             events.append("nod")
+        # Looking away: a blink (gaze unknown) neither ends nor extends the glance.
+        if on_target is not None and self._looking_away.update(t, not on_target):
+            events.append("distraction")
         return events
 
     def _classify_closure(self, t: float, duration: float, microsleep_reported: bool) -> list[str]:
@@ -196,6 +230,7 @@ class SessionTracker:
         self._microsleep.break_off()
         self._mouth.break_off()
         self._nod.break_off()
+        self._looking_away.break_off()
         self._head_down = False
 
     def _add_interval(self, start: float, next_frame: float, state: bool | None) -> None:
@@ -251,6 +286,11 @@ class SessionTracker:
             "yawn_rate_per_min": per_min(counts["yawn"]),
             "nod_count": counts["nod"],
             "nod_rate_per_min": per_min(counts["nod"]),
+            "distraction_count": counts["distraction"],
+            "looking_away_duration_s": self._looking_away.duration(now) if now is not None else 0.0,
+            "gaze_baseline": None
+            if self.calibration.look_baseline is None
+            else {"yaw": self.calibration.look_baseline[0], "pitch": self.calibration.look_baseline[1]},
             "eyes_closed_duration_s": 0.0 if self._closure.since is None else now - self._closure.since,
             "ear_threshold": self.calibration.threshold,
             "ear_threshold_source": self.calibration.source,

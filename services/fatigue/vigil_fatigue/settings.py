@@ -36,12 +36,19 @@ class FatigueSettings(BaseModel):
     engine: Literal["mediapipe", "torch"] = "mediapipe"
     torch_weights_dir: str = "/opt/vigil/models/face_mesh_torch"  # convert_tflite.py --out
     torch_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")  # auto: CUDA when available
+    # Torch engine: refine the eye region with MediaPipe's iris model (iris_landmark.tflite, converted
+    # like the others): 71 eye-contour points per eye replace the mesh's, + 5 iris points per eye.
+    # The plain mesh's eyelids barely move when the eyes close (EAR 0.30 open vs 0.20 shut on the
+    # test photo); refined ones do (see README). The mediapipe engine refines with its attention mesh.
+    torch_refine_eyes: bool = True
 
     # ---- eye closure -------------------------------------------------------------------------
-    # Before calibration: EAR 0.2 is the usual fixed eye-closed threshold for the 6-point EAR of
-    # Soukupová & Čech, "Real-Time Eye Blink Detection using Facial Landmarks", CVWW 2016 (open
-    # eyes ~0.25-0.35, closed well below 0.2).
-    default_ear_threshold: float = Field(0.2, gt=0, lt=1)
+    # Before calibration. The 6-point EAR of Soukupová & Čech ("Real-Time Eye Blink Detection using
+    # Facial Landmarks", CVWW 2016) is usually cut at 0.2. On refined eye contours (torch: iris
+    # model; mediapipe: attention mesh) measured on 3 real faces x 5 head poses (README): open eyes
+    # 0.26-0.37 (torch) / 0.23-0.33 (mediapipe); shut eyes (painted or blurred lids) 0.08-0.21 /
+    # 0.04-0.16. 0.22 sits between the torch engine's shut maximum and both engines' open minimum.
+    default_ear_threshold: float = Field(0.22, gt=0, lt=1)
     # Calibration: the open-eye EAR of this session = this percentile of its face frames in the
     # first `calibration_s` seconds (a high-ish percentile ignores the ~5 % of time spent blinking).
     calibration_s: float = Field(10.0, gt=0)
@@ -49,11 +56,13 @@ class FatigueSettings(BaseModel):
     calibration_percentile: float = Field(70.0, gt=0, lt=100)
     # P80 sense of PERCLOS (Wierwille et al. 1994, FHWA/NHTSA; Dinges & Grace 1998, FHWA-MCRT-98-006):
     # "closed" = eyelid covers >= 80 % of the eye, i.e. the opening is below 20 % of the open one.
-    # The mesh never reports EAR 0 for a shut eye (lid thickness, the fit's smoothing), so the
-    # opening is measured above a floor: threshold = floor + (1 - 0.8) * (open_ear - floor); with a
-    # typical open EAR of 0.3 that is 0.14. The floor is an engineering value.
+    # Landmarks never report EAR 0 for a shut eye (lid thickness, the fit's smoothing), so the
+    # opening is measured above a floor: threshold = floor + (1 - 0.8) * (open_ear - floor). The
+    # refined contours' shut-eye EAR is 0.23-0.65 of the same face's open EAR (README), so the floor
+    # is a fraction of the subject's own open EAR: 0.5, giving threshold = 0.6 x open EAR (0.21 for
+    # a typical open 0.35).
     perclos_closure_fraction: float = Field(0.8, gt=0, lt=1)
-    closed_ear_floor: float = Field(0.1, ge=0, lt=1)
+    closed_ear_floor_ratio: float = Field(0.5, ge=0, lt=1)
     # Calibrated thresholds outside this band mean a bad calibration (eyes mostly shut, or a
     # mis-fit mesh); they are clipped into it.
     min_ear_threshold: float = Field(0.1, gt=0, lt=1)
@@ -86,6 +95,17 @@ class FatigueSettings(BaseModel):
     # T-VT 53(4)).
     nod_pitch_delta_deg: float = Field(15.0, gt=0)
     nod_min_s: float = Field(0.2, gt=0)
+
+    # ---- gaze and distraction -----------------------------------------------------------------
+    # On target = looking (head pose + eye rotation) within these angles of the session's calibrated
+    # straight-ahead direction. Engineering values: wider than the 8-degree "road centre" of Victor
+    # et al. 2005 (Transp Res F 8:167) because landmark gaze is good to ~5 degrees, not 1.
+    gaze_yaw_tolerance_deg: float = Field(15.0, gt=0)
+    gaze_pitch_tolerance_deg: float = Field(15.0, gt=0)
+    # Distraction = looking away for at least this long: glances off the forward road longer than
+    # 2 s about double the near-crash/crash risk (Klauer et al. 2006, 100-Car study, NHTSA DOT HS
+    # 810 594; NHTSA's 2013 visual-manual guidelines allow single glances up to 2 s).
+    distraction_min_s: float = Field(2.0, gt=0)
 
     # ---- scoring: (drowsy, very_drowsy) thresholds per cue ----------------------------------
     # PERCLOS >= 0.15 drowsy (the onset commonly used after Wierwille et al. 1994 and Dinges &

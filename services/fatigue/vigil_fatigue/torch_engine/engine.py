@@ -1,9 +1,11 @@
-"""TorchLandmarkEngine: MediaPipe Face Mesh (468 points) on converted models, batched.
+"""TorchLandmarkEngine: MediaPipe Face Mesh (468 points) with iris refinement (478) on converted
+models, batched.
 
-One `detect(frames)` call runs the face detector once on all frames and the landmark model once
-on all face crops, so a backend that batches requests from many streams gets one forward pass per
-model per batch. The pre/post-processing reproduces MediaPipe 0.10.21's face_landmark_front_cpu
-graph in static-image mode (see roi.py and detection.py).
+One `detect(frames)` call runs the face detector once on all frames, the landmark model once on
+all face crops and the iris model once on all eye crops (two per face), so a backend that batches
+requests from many streams gets one forward pass per model per batch. The pre/post-processing
+reproduces MediaPipe 0.10.21's face_landmark_front_cpu graph in static-image mode (roi.py,
+detection.py) and its iris_landmark_left_and_right_from_face_landmarks graph (iris.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 from ..engine import FaceLandmarks, LandmarkEngine, box_from_points
-from . import anchors, detection, roi
+from . import anchors, detection, iris, roi
 from .graph import load_graph
 from .runtime import enable_cpu_fusion, optimize, resolve_device
 
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 DETECTOR_FILE = "face_detection_short_range.safetensors"
 LANDMARK_FILE = "face_landmark.safetensors"
+IRIS_FILE = "iris_landmark.safetensors"
 DETECTOR_SIZE = 128
 LANDMARK_SIZE = 192
 NUM_LANDMARKS = 468
@@ -55,6 +58,7 @@ class TorchLandmarkEngine(LandmarkEngine):
         cpu_fusion: bool = True,
         warmup: bool = True,
         warmup_batch_sizes: Sequence[int] = (1, 2, 3, 4),
+        refine_eyes: bool = True,
     ):
         if max_faces < 1:
             raise ValueError("max_faces must be >= 1")
@@ -66,6 +70,11 @@ class TorchLandmarkEngine(LandmarkEngine):
         weights_dir = Path(weights_dir)
         detector = load_graph(weights_dir / DETECTOR_FILE).to(self.device)
         landmarks = load_graph(weights_dir / LANDMARK_FILE).to(self.device)
+        # Refined eye contours (iris model): the plain mesh's eyelids barely move when eyes close.
+        self.refine_eyes = refine_eyes
+        eyes = load_graph(weights_dir / IRIS_FILE).to(self.device) if refine_eyes else None
+        if refine_eyes:
+            self.name = "torch-face-mesh-iris-0.10.21"
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         elif jit and cpu_fusion:
@@ -73,8 +82,11 @@ class TorchLandmarkEngine(LandmarkEngine):
         if jit:
             detector = optimize(detector, torch.zeros(2, DETECTOR_SIZE, DETECTOR_SIZE, 3, device=self.device))
             landmarks = optimize(landmarks, torch.zeros(2, LANDMARK_SIZE, LANDMARK_SIZE, 3, device=self.device))
+            if eyes is not None:
+                eyes = optimize(eyes, torch.zeros(2, iris.IRIS_INPUT_SIZE, iris.IRIS_INPUT_SIZE, 3, device=self.device))
         self._detector = detector
         self._landmarks = landmarks
+        self._eyes = eyes
         self._anchors = anchors.generate_anchors(anchors.FACE_DETECTION_SHORT_RANGE)
         # The graphs hold no state, but one forward at a time keeps memory bounded and CUDA simple.
         self._lock = threading.Lock()
@@ -90,6 +102,9 @@ class TorchLandmarkEngine(LandmarkEngine):
             for _ in range(3):
                 self._run(self._detector, np.zeros((batch, DETECTOR_SIZE, DETECTOR_SIZE, 3), np.float32))
                 self._run(self._landmarks, np.zeros((batch, LANDMARK_SIZE, LANDMARK_SIZE, 3), np.float32))
+                if self._eyes is not None:  # two eyes per face
+                    size = iris.IRIS_INPUT_SIZE
+                    self._run(self._eyes, np.zeros((2 * batch, size, size, 3), np.float32))
         logger.info("warm-up for batch sizes %s took %.1f s", list(batch_sizes), time.perf_counter() - started)
 
     def _run(self, model, batch: np.ndarray) -> list[np.ndarray]:
@@ -112,15 +127,37 @@ class TorchLandmarkEngine(LandmarkEngine):
         raw_landmarks, face_flags = self._run(self._landmarks, crops.astype(np.float32) * np.float32(1.0 / 255.0))
         presence = 1.0 / (1.0 + np.exp(-face_flags.reshape(-1)))
         raw_landmarks = raw_landmarks.reshape(len(jobs), NUM_LANDMARKS, 3)
-        for job, raw, present in zip(jobs, raw_landmarks, presence, strict=True):
-            if not present > FACE_PRESENCE_THRESHOLD:  # MediaPipe keeps scores above it
-                continue
+        faces: list[tuple[_FaceJob, np.ndarray]] = [
+            (job, roi.project_landmarks(raw, job.region, LANDMARK_SIZE))
+            for job, raw, present in zip(jobs, raw_landmarks, presence, strict=True)
+            if present > FACE_PRESENCE_THRESHOLD  # MediaPipe keeps scores above it
+        ]
+        if self._eyes is not None and faces:
+            refined = self._refine_eyes(frames, faces)
+            faces = [(job, points) for (job, _), points in zip(faces, refined, strict=True)]
+        for job, points in faces:
             height, width = frames[job.frame].shape[:2]
-            points = roi.project_landmarks(raw, job.region, LANDMARK_SIZE)
             results[job.frame].append(
                 FaceLandmarks(points=points, box=box_from_points(points, width, height), score=job.score)
             )
         return results
+
+    def _refine_eyes(self, frames: Sequence[np.ndarray], faces: list[tuple[_FaceJob, np.ndarray]]) -> list[np.ndarray]:
+        """Both eyes of every face in one iris-model pass; meshes come back with 478 points."""
+        eyes = []  # (face, roi, flip) in the order left, right per face
+        for k, (_, mesh) in enumerate(faces):
+            eyes.append((k, iris.eye_roi(mesh, iris.LEFT_EYE_CORNERS), False))
+            eyes.append((k, iris.eye_roi(mesh, iris.RIGHT_EYE_CORNERS), True))
+        crops = np.stack([_rgb(iris.crop_eye(frames[faces[k][0].frame], region, flip)) for k, region, flip in eyes])
+        contours, irises = self._run(self._eyes, crops.astype(np.float32) * np.float32(1.0 / 255.0))
+        decoded = [
+            (iris.decode_eye(contour, region, flip), iris.decode_eye(points, region, flip))
+            for (_, region, flip), contour, points in zip(eyes, contours, irises, strict=True)
+        ]
+        return [
+            iris.refine_mesh(mesh, decoded[2 * k][0], decoded[2 * k + 1][0], decoded[2 * k][1], decoded[2 * k + 1][1])
+            for k, (_, mesh) in enumerate(faces)
+        ]
 
     def detect_faces(self, frames: Sequence[np.ndarray]) -> list[list[detection.Detection]]:
         """Face detections per frame in frame pixels (box x0, y0, x1, y1; 6 keypoints), best
@@ -158,6 +195,7 @@ class TorchLandmarkEngine(LandmarkEngine):
         with self._lock:
             self._detector = None
             self._landmarks = None
+            self._eyes = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 

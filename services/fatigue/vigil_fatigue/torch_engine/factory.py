@@ -15,4 +15,5 @@ def torch_engine_factory(settings) -> TorchLandmarkEngine:
         device=settings.torch_device,
         max_faces=settings.max_faces,
         min_detection_confidence=settings.min_detection_confidence,
+        refine_eyes=settings.torch_refine_eyes,
     )
