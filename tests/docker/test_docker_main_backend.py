@@ -48,8 +48,8 @@ def test_main_backend_container_alone_is_degraded_and_validates_input(service_im
             assert pong["type"] == "pong" and pong["status"] == "degraded", pong
             backends = pong["backends"]
             assert set(backends) >= {"fatigue", "emotion", "eeg"}, backends
-            assert backends["emotion"]["state"] == "disabled", backends
-            assert not backends["eeg"]["ready"] and not backends["fatigue"]["ready"], backends
+            assert backends["emotion"]["status"] == "disabled", backends
+            assert backends["eeg"]["status"] == backends["fatigue"]["status"] == "unhealthy", backends
 
             # An enabled but absent backend: `unavailable`, well within its request_timeout.
             rid = new_request_id("eeg")

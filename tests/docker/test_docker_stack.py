@@ -152,7 +152,7 @@ def test_compose_stack_relays_survives_backend_stop_and_reconnects(docker_env, s
         port = stack.main_port()
 
         def all_ready(pong: dict) -> bool:
-            return all(pong["backends"][name]["ready"] for name in present)
+            return all(pong["backends"][name]["status"] == "healthy" for name in present)
 
         _, pong = wait_gateway(port, all_ready, 60, "every backend ready")
         assert pong["status"] == "healthy", pong
@@ -181,7 +181,7 @@ def test_compose_stack_relays_survives_backend_stop_and_reconnects(docker_env, s
         victim = "eeg"
         cid = stack.container_id(victim)
         run_docker(docker_env, "stop", "--time", "10", cid, timeout=60)
-        wait_gateway(port, lambda p: not p["backends"][victim]["connected"], REQUEST_TIMEOUT_S, f"{victim} down")
+        wait_gateway(port, lambda p: p["backends"][victim]["status"] == "unhealthy", REQUEST_TIMEOUT_S, f"{victim} down")
         with ws_client(port) as ws:
             rid = new_request_id("down")
             started = time.monotonic()

@@ -80,10 +80,17 @@ def test_relay_and_analyze_with_one_backend_down():
 
                     pong = await rpc(ws, {"type": "health_check"})
                     assert pong["status"] == "degraded"
-                    assert pong["backends"]["fatigue"]["ready"] and pong["backends"]["eeg"]["state"] == "connected"
-                    assert pong["backends"]["emotion"]["state"] in ("reconnecting", "down")
-                    assert "connect failed" in pong["backends"]["emotion"]["last_error"]
-                    assert pong["backends"]["spare"]["state"] == "disabled"
+                    # The public view: a status word per backend, no addresses or error texts.
+                    assert pong["backends"]["fatigue"]["status"] == "healthy"
+                    assert pong["backends"]["eeg"]["status"] == "healthy"
+                    assert pong["backends"]["emotion"]["status"] == "unhealthy"
+                    assert "url" not in pong["backends"]["emotion"] and "last_error" not in pong["backends"]["emotion"]
+                    assert pong["backends"]["spare"]["status"] == "disabled"
+                    # The operator's view (open without auth; token-protected with it).
+                    code, text = await asyncio.to_thread(http_get, url.replace("ws://", "http://") + "/status")
+                    status = json.loads(text)
+                    assert code == 200 and status["emotion"]["state"] in ("reconnecting", "down")
+                    assert "connect failed" in status["emotion"]["last_error"]
 
                     reply = await rpc(
                         ws, {"type": "inference_request", "request_id": "d", "model": "spare", "data": {}}
@@ -186,7 +193,7 @@ def test_backend_killed_mid_request_then_reconnects():
                     assert reply["code"] == "unavailable"
                     assert (await asyncio.to_thread(http_get, http + "/readyz"))[0] == 503
                     pong = await rpc(ws, {"type": "health_check"})
-                    assert pong["status"] == "degraded" and not pong["backends"]["eeg"]["connected"]
+                    assert pong["status"] == "degraded" and pong["backends"]["eeg"]["status"] == "unhealthy"
 
                     proc.stop()
                     proc.args = ()
@@ -278,7 +285,7 @@ def test_gateway_sigterm_drains(tmp_path):
             async def scenario():
                 async with await connect_ws(f"ws://127.0.0.1:{gateway_port}") as ws:
                     for _ in range(50):
-                        if (await rpc(ws, {"type": "health_check"}))["backends"]["eeg"]["ready"]:
+                        if (await rpc(ws, {"type": "health_check"}))["backends"]["eeg"]["status"] == "healthy":
                             break
                         await asyncio.sleep(0.1)
                     msg = {

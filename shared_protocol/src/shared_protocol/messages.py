@@ -130,7 +130,7 @@ def parse_envelope(frame: str | bytes, allowed_types: frozenset[str]) -> Message
         # Not an object (msgspec stops at the first byte): say what it is, or why it is not JSON.
         raise BadRequestError(_not_an_object(frame), request_id=recover_request_id(frame)) from None
     except (msgspec.DecodeError, UnicodeError) as exc:
-        raise BadRequestError(_not_json(exc), request_id=recover_request_id(frame)) from None
+        raise BadRequestError(_not_json(exc, frame), request_id=recover_request_id(frame)) from None
     except RecursionError:
         raise BadRequestError(
             f"message is not valid JSON: nested deeper than {MAX_NESTING} levels",
@@ -155,7 +155,7 @@ def decode_data(raw: msgspec.Raw | bytes | str, *, request_id: str | None = None
     try:
         data = _ANY_DECODER.decode(raw)
     except (msgspec.DecodeError, UnicodeError) as exc:
-        raise BadRequestError(_not_json(exc), request_id=request_id) from None
+        raise BadRequestError(_not_json(exc, raw), request_id=request_id) from None
     except RecursionError:
         raise BadRequestError(f"'data' is nested deeper than {MAX_NESTING} levels", request_id=request_id) from None
     check_values(data, _needs_check(raw), request_id=request_id)
@@ -230,19 +230,29 @@ def recover_request_id(frame: str | bytes) -> str | None:
     return value if 0 < len(value) <= MAX_REQUEST_ID_LENGTH else None
 
 
-def _not_json(exc: Exception) -> str:
-    text = str(exc)
-    if "truncated" in text:
+_BYTE_POSITION = re.compile(r"\(byte (\d+)\)")
+
+
+def _not_json(exc: Exception, text: str | bytes | msgspec.Raw | None = None) -> str:
+    reason = str(exc)
+    if "truncated" in reason:
         # msgspec reports a lone surrogate escape this way too.
-        text += " (or a \\ud800-\\udfff escape that is not a surrogate pair)"
-    return f"message is not valid JSON: {text}"
+        reason += " (or a \\ud800-\\udfff escape that is not a surrogate pair)"
+    position = _BYTE_POSITION.search(reason)
+    if position is not None and text is not None:
+        # Show where (NaN, Infinity, a stray comma...): the client can find it in its own payload.
+        at = int(position.group(1))
+        buf = text.encode("utf-8", "replace") if isinstance(text, str) else bytes(memoryview(text)[at : at + 24])
+        snippet = buf[at : at + 24] if isinstance(text, str) else buf
+        reason += f" near {snippet.decode('utf-8', 'replace')!r}"
+    return f"message is not valid JSON: {reason}"
 
 
 def _not_an_object(frame: str) -> str:
     try:
         return f"message must be a JSON object, got {type(_ANY_DECODER.decode(frame)).__name__}"
     except (msgspec.DecodeError, UnicodeError) as exc:
-        return _not_json(exc)
+        return _not_json(exc, frame)
     except RecursionError:
         return f"message is not valid JSON: nested deeper than {MAX_NESTING} levels"
 
