@@ -2,7 +2,8 @@
 
   python bench/analyze.py [--url ws://127.0.0.1:8765] [--seconds 20] [--clients 1,4]
 
-Start the stack first (`scripts/up.sh`, or `docker-compose up -d` and wait until healthy). Each
+Start the stack first (`scripts/up.sh`, or `docker-compose up -d`; it waits up to `--wait` s for
+every backend to be ready). Each
 client is one WebSocket connection sending requests back to back (the next one when the reply is
 in), for `--seconds` per table cell:
 - `analyze`: a real face (scikit-image's astronaut photo as a 640x480 JPEG) + 0.5 s of real
@@ -35,6 +36,7 @@ sys.path[:0] = [str(REPO / "tests")]
 from eeg.samples import eeg_payload_b64  # noqa: E402
 from fatigue.samples import face_jpeg_b64  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
+from websockets.exceptions import WebSocketException  # noqa: E402
 
 MODELS = ("fatigue", "emotion", "eeg")
 COLUMNS = ("analyze", *MODELS)
@@ -154,11 +156,28 @@ async def run_cell(url: str, payloads: Payloads, kind: str, clients: int, second
     return cell
 
 
-async def stack_report(url: str) -> list[str]:
+async def gateway_pong(url: str, wait_s: float) -> dict:
+    """The gateway's pong once every model backend is ready (or the last one seen after wait_s)."""
+    deadline = time.monotonic() + wait_s
+    pong: dict = {}
+    while True:
+        try:
+            async with connect(url, max_size=WS_MAX_SIZE, open_timeout=10) as ws:
+                await ws.send(json.dumps({"type": "health_check", "request_id": "bench-health"}))
+                pong = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"no gateway at {url}: {exc}") from exc
+        else:
+            backends = pong.get("backends", {})
+            if all(backends.get(name, {}).get("ready") for name in MODELS) or time.monotonic() > deadline:
+                return pong
+        await asyncio.sleep(1.0)
+
+
+async def stack_report(url: str, wait_s: float) -> list[str]:
     """One line per backend from the gateway's pong: readiness and, where reported, its thread budget."""
-    async with connect(url, max_size=WS_MAX_SIZE, open_timeout=10) as ws:
-        await ws.send(json.dumps({"type": "health_check", "request_id": "bench-health"}))
-        pong = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    pong = await gateway_pong(url, wait_s)
     lines = [f"gateway status: {pong.get('status')}"]
     for name, backend in sorted(pong.get("backends", {}).items()):
         model = backend.get("model") or {}
@@ -204,7 +223,7 @@ async def main_async(args: argparse.Namespace) -> int:
     if not client_counts or min(client_counts) < 1:
         raise SystemExit("--clients takes a comma-separated list of counts >= 1, e.g. 1,4")
     payloads = Payloads()
-    for line in await stack_report(args.url):
+    for line in await stack_report(args.url, args.wait):
         print(line)
     load_before = os.getloadavg()
     run_id = f"{int(time.time())}"
@@ -231,6 +250,7 @@ def main() -> int:
     parser.add_argument("--url", default="ws://127.0.0.1:8765", help="the main backend (gateway)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring time per table cell")
     parser.add_argument("--clients", default="1,4", help="comma-separated client counts, one table row each")
+    parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for every backend to be ready")
     return asyncio.run(main_async(parser.parse_args()))
 
 
