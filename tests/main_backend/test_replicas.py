@@ -297,7 +297,9 @@ def check_sessions(served, resets, errors, victim_pid, pids: set[int]) -> dict[s
 
 def test_process_level_three_replicas_one_killed_through_the_gateway() -> None:
     ports = [free_port() for _ in range(3)]
-    procs = [BackendProcess(port, "--max-queue", "1000", "--max-concurrency", "1") for port in ports]
+    # One gateway connection per replica carries every session: let it hold a whole round.
+    backend_args = ("--max-queue", "1000", "--max-concurrency", "1", "--max-in-flight-per-connection", "1000")
+    procs = [BackendProcess(port, *backend_args) for port in ports]
 
     async def scenario():
         config = Config.model_validate(

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from shared_protocol import BackendClient, ErrorCode, Reply
+from shared_protocol import BackendClient, ErrorCode, Reply, messages
 from shared_protocol.client import CLOSED, CONNECTED, CONNECTING, DOWN, RECONNECTING, BackendStatus
 
 from . import rendezvous
@@ -102,18 +102,20 @@ class SessionRoutes:
 
 
 def _with_reset(data: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The request as sent to a session's new owner: `reset_session: true` added."""
-    raw = kwargs.get("data_raw") if kwargs.get("data_raw") is not None else kwargs.get("data_json")
-    if data is None and raw is not None:  # relayed undecoded: decode it for this rare rewrite
+    """The request as sent to a session's new owner: `reset_session: true` added to its data."""
+    raw = kwargs.get("data_raw")
+    if raw is None:
+        raw = kwargs.get("data_json")
+    if raw is not None:  # relayed text: add the member without decoding the values
         try:
-            data = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            return data, kwargs  # the backend will refuse it anyway
-    if not isinstance(data, dict) or data.get("reset_session") is True:
-        return data, kwargs
-    data = {**data, "reset_session": True}
-    # The verbatim text no longer matches `data`.
-    kwargs = {key: value for key, value in kwargs.items() if key not in ("data_raw", "data_json")}
+            members = messages.decode_members(raw)
+        except (msgspec.DecodeError, RecursionError, TypeError):
+            return data, kwargs  # not an object: the backend refuses it anyway
+        members["reset_session"] = msgspec.Raw(b"true")
+        kwargs = {key: value for key, value in kwargs.items() if key != "data_json"}
+        return data, {**kwargs, "data_raw": msgspec.json.encode(members)}
+    if isinstance(data, dict) and data.get("reset_session") is not True:
+        data = {**data, "reset_session": True}
     return data, kwargs
 
 
