@@ -42,8 +42,10 @@ async def wait_connected(gateway: Gateway, timeout: float = 10.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def controlled_stack(names=("fatigue", "emotion", "eeg"), gateway_port: int = 0, **backend_extra):
-    """Yields (gateway ws URL, gateway, {name: ControlledBackend})."""
+async def controlled_stack(
+    names=("fatigue", "emotion", "eeg"), gateway_port: int = 0, api_tokens: tuple[str, ...] = (), **backend_extra
+):
+    """Yields (gateway ws URL, gateway, {name: ControlledBackend}); `api_tokens` turns auth on."""
     backends = {name: ControlledBackend() for name in names}
     async with contextlib.AsyncExitStack() as stack:
         ports = {}
@@ -51,7 +53,7 @@ async def controlled_stack(names=("fatigue", "emotion", "eeg"), gateway_port: in
             url = await stack.enter_async_context(serving(backend))
             await wait_ready(backend)
             ports[name] = int(url.rsplit(":", 1)[1])
-        gateway = Gateway(gateway_config(ports, gateway_port, **backend_extra))
+        gateway = Gateway(gateway_config(ports, gateway_port, **backend_extra), api_tokens=api_tokens)
         url = await stack.enter_async_context(serving(gateway))
         await wait_connected(gateway)
         yield url, gateway, backends

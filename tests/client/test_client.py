@@ -169,3 +169,20 @@ def test_token_is_sent_as_bearer_header_and_401_is_Unauthorized():
         assert issubclass(Unauthorized, VigilError)
 
     run(scenario())
+
+
+def test_the_gateway_with_auth_on_takes_the_token_and_refuses_without_it():
+    async def scenario():
+        async with controlled_stack(names=("eeg",), api_tokens=("tok-1", "tok-2")) as (url, _gateway, _backends):
+            with pytest.raises(Unauthorized):
+                async with VigilClient(url):
+                    pass
+            with pytest.raises(Unauthorized):
+                async with VigilClient(url, token="tok-3"):
+                    pass
+            async with VigilClient(url, token="tok-2") as client:
+                assert (await client.infer("eeg", {"k": 1}))["echo"]["k"] == 1
+                pong = await client.health()
+                assert pong["backends"]["eeg"]["ready"] is True  # a token holder gets the details
+
+    run(scenario())

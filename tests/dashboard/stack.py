@@ -87,3 +87,22 @@ class StackThread(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=60)
+
+
+class BareGatewayThread(StackThread):
+    """A gateway with no backend (for connection-level tests), auth on with `api_tokens`."""
+
+    def __init__(self, api_tokens: tuple[str, ...]) -> None:
+        threading.Thread.__init__(self, name="vigil-gateway", daemon=True)
+        self.api_tokens = api_tokens
+        self.url = None
+        self.error = None
+        self._ready = threading.Event()
+        self._halt = threading.Event()
+
+    async def _main(self) -> None:
+        config = Config.model_validate({"main_backend": {"host": "127.0.0.1", "port": 0}, "model_backends": {}})
+        async with serving(Gateway(config, api_tokens=self.api_tokens)) as url:
+            self.url = url
+            self._ready.set()
+            await asyncio.to_thread(self._halt.wait)

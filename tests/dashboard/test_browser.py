@@ -16,7 +16,7 @@ import pyedflib
 import pytest
 
 from .conftest import write_y4m
-from .stack import StackThread
+from .stack import BareGatewayThread, StackThread
 
 REPO = Path(__file__).resolve().parents[2]
 EDF = Path(pyedflib.__file__).parent / "data" / "test_generator.edf"
@@ -45,27 +45,30 @@ def number(text: str) -> float | None:
         return None
 
 
-@pytest.fixture()
-def browser(chromium, tmp_path, faces):
+def chrome(chromium, extra_args=()):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    opened, closed = faces
-    feed = write_y4m(tmp_path / "camera.y4m", [opened] * (OPEN_S * FPS) + [closed] * (CLOSED_S * FPS), FPS)
     options = webdriver.ChromeOptions()
     options.binary_location = chromium[0]
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1480,1260",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={feed}",
-    ):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1480,1260", *extra_args):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromium[1]))
+    return webdriver.Chrome(options=options, service=Service(executable_path=chromium[1]))
+
+
+@pytest.fixture()
+def browser(chromium, tmp_path, faces):
+    opened, closed = faces
+    feed = write_y4m(tmp_path / "camera.y4m", [opened] * (OPEN_S * FPS) + [closed] * (CLOSED_S * FPS), FPS)
+    driver = chrome(
+        chromium,
+        (
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={feed}",
+        ),
+    )
     try:
         yield driver
     finally:
@@ -156,3 +159,40 @@ def test_dashboard_live_in_chromium(browser, stack, tmp_path):
     severe = [entry for entry in logs if entry["level"] == "SEVERE"]
     assert not severe, severe
     assert dom["error-count"] == "0", dom["messages"]
+
+
+def test_token_field_with_auth_on(chromium):
+    """Auth on: the page's first attempt (no token) is refused with a readable message; with the
+    token typed in it connects (the token travels as the `token` query parameter)."""
+    from selenium.webdriver.common.by import By
+
+    thread = BareGatewayThread(("open-sesame",))
+    url = thread.start_and_wait()
+    driver = chrome(chromium)
+    timeline: list = []
+    try:
+        driver.get(url.replace("ws://", "http://") + "/")
+        dom = wait_until(driver, lambda d: any("401" in m for m in d["messages"]), 20, "the refusal", timeline)
+        assert dom["conn-status"] != "connected"
+        driver.find_element(By.ID, "token").send_keys("wrong")
+        driver.find_element(By.ID, "connect").click()
+        time.sleep(1.5)
+        assert driver.execute_script(READ_DOM)["conn-status"] != "connected"
+        token = driver.find_element(By.ID, "token")
+        token.clear()
+        token.send_keys("open-sesame")
+        driver.find_element(By.ID, "connect").click()
+        dom = wait_until(
+            driver, lambda d: d["conn-status"] == "connected", 20, "the connection with the token", timeline
+        )
+        # Only the refused handshakes may appear in the console; nothing else went wrong.
+        refused = ("401", "Authentication failed")  # Chromium's words for a 401 at the handshake
+        severe = [
+            e
+            for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and not any(word in e["message"] for word in refused)
+        ]
+        assert not severe, severe
+    finally:
+        driver.quit()
+        thread.stop()
