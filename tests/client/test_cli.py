@@ -18,6 +18,7 @@ import pytest
 from vigil_client.media import read_edf
 
 from .conftest import CLIENT_SRC
+from .edf_files import write_variant
 from .gateway_stack import controlled_stack
 
 EDF = Path(pyedflib.__file__).parent / "data" / "test_generator.edf"
@@ -176,3 +177,14 @@ def test_bad_arguments_exit_2(tmp_path):
 
     code, output = run(scenario())
     assert code == 2 and "needs --video, --camera or --edf" in output
+
+
+@pytest.mark.parametrize("suffix", [".edf", ".bdf"])
+def test_read_edf_converts_units_and_keeps_the_common_rate(tmp_path, suffix):
+    expected = write_variant(tmp_path / f"mixed{suffix}")
+    recording = read_edf(tmp_path / f"mixed{suffix}")
+    assert recording.sfreq == expected["sfreq"] and recording.ch_names == expected["ch_names"]
+    got = np.array([np.frombuffer(channel, dtype=np.float32) for channel in recording.data])
+    np.testing.assert_allclose(got, expected["data_uv"], rtol=1e-5, atol=1e-3)
+    chunk = recording.chunk(256, 512)
+    np.testing.assert_allclose(decode_eeg(chunk), expected["data_uv"][:, 256:512], rtol=1e-5, atol=1e-3)

@@ -77,3 +77,16 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int) -> Path:
             out.write(b"FRAME\n")
             out.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
     return path
+
+
+def chrome(chromium: tuple[str, str], extra_args=()):
+    """Headless Chromium with the browser console log kept (read with driver.get_log("browser"))."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium[0]
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1480,1260", *extra_args):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(executable_path=chromium[1]))

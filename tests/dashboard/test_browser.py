@@ -15,7 +15,7 @@ import numpy as np
 import pyedflib
 import pytest
 
-from .conftest import write_y4m
+from .conftest import chrome, write_y4m
 from .stack import BareGatewayThread, StackThread
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,18 +43,6 @@ def number(text: str) -> float | None:
         return float(text.rstrip("%"))
     except ValueError:
         return None
-
-
-def chrome(chromium, extra_args=()):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium[0]
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1480,1260", *extra_args):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=options, service=Service(executable_path=chromium[1]))
 
 
 @pytest.fixture()
