@@ -8,7 +8,7 @@ backend), the main backend another (services/main_backend/main.py, one config en
 replicas as `endpoints`). Each session streams 0.5 s EEG chunks (14 ch x 128 Hz) closed-loop:
 the next chunk leaves when the previous reply arrived, so the offered load follows capacity.
 
-Prints, per replica count: replies/s, p50/p95 latency, errors, and requests left unanswered
+Prints, per replica count: successful replies/s, p50/p95 latency, errors, and requests left unanswered
 (must be 0). Then the loss run: the sessions stream over 3 replicas, one replica is SIGKILLed
 halfway, and it prints how many sessions moved (each flagged `session_reset` once; expected
 about 1/3) and how many requests got an error (those in flight on the killed replica).
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +41,8 @@ from support.net import BackendProcess, free_port, wait_http  # noqa: E402
 
 CHUNK_S = 0.5
 SFREQ = 128.0
+# One gateway connection per replica carries every session: room for all of them.
+LIMITS = ("--max-queue", "1000", "--max-in-flight-per-connection", "1000")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -57,7 +61,7 @@ class Replica:
 
     def start(self) -> Replica:
         if self.kind == "echo":
-            self._echo = BackendProcess(self.port, "--max-queue", "1000").start()
+            self._echo = BackendProcess(self.port, *LIMITS).start()
             self.proc = self._echo.proc
             return self
         env = {
@@ -67,7 +71,7 @@ class Replica:
         }
         self.proc = subprocess.Popen(
             [sys.executable, "main.py", "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING"]
-            + ["--max-queue", "1000"],
+            + list(LIMITS),
             cwd=REPO / "services" / "eeg",
             env=env,
         )
@@ -159,7 +163,7 @@ def summarize(streams: list[Stream], seconds: float) -> dict:
     latencies = [v for s in streams for v in s.latencies]
     errors = sum((s.errors for s in streams), Counter())
     return {
-        "rps": replies / seconds,
+        "ok_rps": (replies - sum(errors.values())) / seconds,
         "p50": percentile(latencies, 50),
         "p95": percentile(latencies, 95),
         "errors": dict(errors),
@@ -177,46 +181,50 @@ def main() -> None:
     parser.add_argument("--no-loss", action="store_true", help="skip the replica-loss run")
     args = parser.parse_args()
 
-    most = max(max(args.replicas), 3)
-    replicas = [Replica(args.backend) for _ in range(most)]
+    print(f"backend={args.backend} sessions={args.sessions} seconds={args.seconds:g} cores={os.cpu_count()}")
+    print(f"{'replicas':>8} {'ok/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'unanswered':>10}  errors")
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            for replica in replicas:
-                replica.start()
-            print(f"backend={args.backend} sessions={args.sessions} seconds={args.seconds:g} cores={os.cpu_count()}")
-            print(f"{'replicas':>8} {'replies/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'unanswered':>10}  errors")
-            for n in args.replicas:
-                gateway = GatewayProcess(replicas[:n], Path(tmp))
+        for n in args.replicas:
+            # Fresh replicas per run: session stores start empty (they are bounded, with a TTL).
+            with running(args.backend, n) as replicas:
+                gateway = GatewayProcess(replicas, Path(tmp))
                 try:
                     streams = asyncio.run(drive(f"ws://127.0.0.1:{gateway.port}", args.sessions, args.seconds, f"n{n}"))
                 finally:
                     gateway.stop()
-                r = summarize(streams, args.seconds)
-                print(
-                    f"{n:>8} {r['rps']:>10.1f} {r['p50']:>8.1f} {r['p95']:>8.1f} {r['unanswered']:>10}  {r['errors']}"
-                )
-            if args.no_loss:
-                return
-            gateway = GatewayProcess(replicas[:3], Path(tmp))
+            r = summarize(streams, args.seconds)
+            print(f"{n:>8} {r['ok_rps']:>8.1f} {r['p50']:>8.1f} {r['p95']:>8.1f} {r['unanswered']:>10}  {r['errors']}")
+        if args.no_loss:
+            return
+        with running(args.backend, 3) as replicas:
+            gateway = GatewayProcess(replicas, Path(tmp))
             try:
                 streams = asyncio.run(
                     drive(f"ws://127.0.0.1:{gateway.port}", args.sessions, args.seconds, "loss", kill=replicas[1].kill)
                 )
             finally:
                 gateway.stop()
-            r = summarize(streams, args.seconds)
-            moved = [s for s in streams if s.resets]
-            reasons = Counter(reason.split(":")[0] for s in streams for reason in s.resets)
-            print(
-                f"replica loss (3 -> 2, SIGKILL at {args.seconds / 2:g} s): sessions moved {len(moved)}/{len(streams)} "
-                f"(expected about {len(streams) / 3:.0f}), resets per moved session "
-                f"{max((len(s.resets) for s in moved), default=0)}, reasons {dict(reasons)}; "
-                f"errors {r['errors']}, unanswered {r['unanswered']}, duplicates {r['duplicates']}, "
-                f"replies/s {r['rps']:.1f}"
-            )
-        finally:
-            for replica in replicas:
-                replica.stop()
+        r = summarize(streams, args.seconds)
+        moved = [s for s in streams if s.resets]
+        reasons = Counter(reason.split(":")[0] for s in streams for reason in s.resets)
+        print(
+            f"replica loss (3 -> 2, SIGKILL at {args.seconds / 2:g} s): sessions moved {len(moved)}/{len(streams)} "
+            f"(expected about {len(streams) / 3:.0f}), resets per moved session "
+            f"{max((len(s.resets) for s in moved), default=0)}, reasons {dict(reasons)}; "
+            f"errors {r['errors']}, unanswered {r['unanswered']}, duplicates {r['duplicates']}, ok/s {r['ok_rps']:.1f}"
+        )
+
+
+@contextlib.contextmanager
+def running(kind: str, n: int) -> Iterator[list[Replica]]:
+    replicas = [Replica(kind) for _ in range(n)]
+    try:
+        for replica in replicas:
+            replica.start()
+        yield replicas
+    finally:
+        for replica in replicas:
+            replica.stop()
 
 
 if __name__ == "__main__":

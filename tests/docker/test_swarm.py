@@ -143,16 +143,18 @@ class SwarmStack:
             time.sleep(1.0)
 
 
-def wait_gateway_ready(port: int, timeout: float) -> dict:
+def wait_eeg_replicas(port: int, replicas: int, timeout: float) -> dict:
+    """Poll the gateway's public pong until eeg is healthy with `replicas` healthy replicas."""
     deadline = time.monotonic() + timeout
     pong: dict = {}
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, TimeoutError, Exception), ws_client(port) as ws:
+        with contextlib.suppress(Exception), ws_client(port) as ws:
             pong = rpc(ws, {"type": "health_check"}, timeout=10)
-            if pong.get("backends", {}).get("eeg", {}).get("ready"):
+            eeg = pong.get("backends", {}).get("eeg", {})
+            if eeg.get("status") == "healthy" and eeg.get("replicas") == {"healthy": replicas, "total": replicas}:
                 return pong
         time.sleep(0.5)
-    raise AssertionError(f"gateway on 127.0.0.1:{port} not ready with eeg within {timeout:.0f} s: {pong}")
+    raise AssertionError(f"gateway on 127.0.0.1:{port}: eeg not {replicas}/{replicas} within {timeout:.0f} s: {pong}")
 
 
 def stream_sessions(port: int, chunk: dict, prefix: str, sessions: int, rounds: int) -> None:
@@ -180,8 +182,7 @@ def test_swarm_stack_two_eeg_replicas_then_scale_to_three(docker_env, service_im
             out = stack.deploy()
             assert "unsupported" not in out.lower(), f"stack options ignored by this engine:\n{out}"
             stack.wait_running({MAIN_SERVICE: 1, "eeg": 2})
-            pong = wait_gateway_ready(stack.port, 120)
-            assert set(pong["backends"]) >= {"eeg"}
+            wait_eeg_replicas(stack.port, 2, 120)  # the gateway found both replicas
 
             # An analyze through the swarm gateway, answered by eeg.
             with ws_client(stack.port) as ws:
@@ -190,7 +191,6 @@ def test_swarm_stack_two_eeg_replicas_then_scale_to_three(docker_env, service_im
             assert "eeg" in reply["data"]["results"] and not reply["data"]["errors"], reply["data"]
 
             # Sessions spread over both replicas.
-            time.sleep(3 * RESOLVE_INTERVAL_S)
             stream_sessions(stack.port, chunk, "a", sessions=30, rounds=2)
             two = stack.containers("eeg")
             held = {cid: stack.sessions_held(cid) for cid in two}
@@ -200,7 +200,7 @@ def test_swarm_stack_two_eeg_replicas_then_scale_to_three(docker_env, service_im
             gateway_before = stack.containers(MAIN_SERVICE)
             stack.docker("service", "scale", "--detach=false", f"{stack.name}_eeg=3", timeout=600)
             stack.wait_running({MAIN_SERVICE: 1, "eeg": 3})
-            time.sleep(3 * RESOLVE_INTERVAL_S + 2)  # re-resolved, connected, first pong
+            wait_eeg_replicas(stack.port, 3, 60)  # re-resolved by the running gateway
 
             # New sessions now use the third replica, through the same gateway container.
             stream_sessions(stack.port, chunk, "b", sessions=30, rounds=2)
