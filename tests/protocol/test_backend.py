@@ -301,3 +301,26 @@ def test_model_sees_one_thread_for_load_inference_and_cleanup():
         used = set().union(*backend.threads.values())
         assert len(used) == 1 and all(backend.threads.values()), backend.threads
         assert threading.get_ident() not in used  # never the event loop's thread
+
+
+def test_stuck_model_call_cannot_hold_the_process_past_its_grace_period():
+    """A model call that never returns: SIGTERM drains for the grace period, cleanup cannot run on
+    the busy worker, and the process exits hard (non-zero) instead of hanging at interpreter exit."""
+    port = free_port()
+    proc = BackendProcess(port, "--grace-period", "1").start()
+    try:
+
+        async def scenario():
+            async with await connect_ws(proc.url) as ws:
+                stuck = {"type": "inference_request", "request_id": "stuck", "data": {"op": "sleep", "ms": 120000}}
+                await ws.send(json.dumps(stuck))
+                await asyncio.sleep(0.3)
+
+        run(scenario())
+        started = time.monotonic()
+        proc.proc.send_signal(15)
+        code = proc.proc.wait(timeout=20)
+        assert code != 0 and time.monotonic() - started < 10
+        assert "exiting without it" in proc.output()
+    finally:
+        proc.stop()

@@ -142,6 +142,7 @@ class BaseModelBackend(abc.ABC):
         self._slots: asyncio.Semaphore | None = None
         self._admitted = 0  # requests in the collector or on a worker, not yet answered
         self.listening = threading.Event()  # set once the socket listens (for tests/embedding)
+        self.stuck_worker = False  # set when cleanup could not run: the process must exit hard
 
     @property
     def ready_event(self) -> threading.Event:
@@ -286,6 +287,9 @@ class BaseModelBackend(abc.ABC):
             logger.error(
                 "cleanup did not run within %.1fs (a worker is still busy); exiting without it", self.grace_period
             )
+            # A stuck worker thread would keep the interpreter from exiting (it joins pool threads at
+            # exit): run_backend ends the process hard instead.
+            self.stuck_worker = True
         except Exception:
             logger.exception("cleanup failed")
         self._executor.shutdown(wait=False, cancel_futures=True)

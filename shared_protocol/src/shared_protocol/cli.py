@@ -123,12 +123,17 @@ def common_backend_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_backend(backend: BaseModelBackend) -> int:
-    """Serve until SIGTERM/SIGINT; returns the process exit code."""
+    """Serve until SIGTERM/SIGINT; returns the process exit code (or exits hard, see below)."""
+    code = 0
     try:
         backend.start()
     except ModelInitializationError as exc:
         logging.getLogger(__name__).error("model failed to initialize: %s", exc)
-        return 1
+        code = 1
     except KeyboardInterrupt:
         pass
-    return 0
+    if backend.stuck_worker:
+        # A model call that never returns must not hold the container past its stop grace period.
+        logging.shutdown()
+        os._exit(code or 3)
+    return code

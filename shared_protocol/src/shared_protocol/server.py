@@ -133,6 +133,7 @@ class ProtocolServer:
         self.idle = asyncio.Event()
         self.idle.set()
         self._server: Server | None = None
+        self._peers: set[Peer] = set()
         # Bytes a request is charged: the handler knows what it will materialise (default: decoded JSON).
         self._charge: Callable[[str | bytes], int] = getattr(handler, "charge", request_charge)
 
@@ -155,7 +156,14 @@ class ProtocolServer:
         self.draining = True
         if self._server is None:
             return True
-        return await drain_and_close(self._server, self.idle, self.limits.grace_period)
+        return await drain_and_close(self._server, self.idle, self.limits.grace_period, self._abandon_requests)
+
+    def _abandon_requests(self) -> None:
+        """Grace period over: requests still in flight are given up (their connections close with
+        1001 next, so no reply could reach them); the model call itself runs on, unwatched."""
+        for peer in list(self._peers):
+            for task in list(peer.tasks):
+                task.cancel()
 
     # ---- handshake ---------------------------------------------------------------------------
 
@@ -191,6 +199,7 @@ class ProtocolServer:
         self.connections += 1
         identity = self.auth.identity(websocket.request.path, websocket.request.headers) if self.auth.enabled else None
         peer = Peer(websocket, owner=identity or f"conn-{uuid.uuid4().hex[:16]}", authenticated=identity is not None)
+        self._peers.add(peer)
         try:
             async for frame in websocket:
                 await self._on_frame(peer, frame)
@@ -201,6 +210,7 @@ class ProtocolServer:
             # deadline) and the counters stay right.
             if peer.tasks:
                 await asyncio.gather(*peer.tasks, return_exceptions=True)
+            self._peers.discard(peer)
             self.connections -= 1
 
     async def _on_frame(self, peer: Peer, frame: str | bytes) -> None:

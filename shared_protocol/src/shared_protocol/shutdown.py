@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from websockets import CloseCode
 
 logger = logging.getLogger(__name__)
 
 
-async def drain_and_close(server, idle: asyncio.Event, grace_period: float) -> bool:
+async def drain_and_close(
+    server, idle: asyncio.Event, grace_period: float, on_grace_expired: Callable[[], None] | None = None
+) -> bool:
     """Returns True when all in-flight work finished within `grace_period`.
 
     `Server.close()` is idempotent, so it is called once with close_connections=False (new TCP
@@ -24,6 +27,8 @@ async def drain_and_close(server, idle: asyncio.Event, grace_period: float) -> b
     except TimeoutError:
         drained = False
         logger.warning("grace period of %.1fs over with work still in flight", grace_period)
+        if on_grace_expired is not None:
+            on_grace_expired()
     open_connections = list(server.connections)
     if open_connections:
         await asyncio.gather(
