@@ -63,7 +63,7 @@ def browser(chromium, tmp_path, faces):
         driver.quit()
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def stack(fatigue_weights, emotion_model):
     thread = StackThread(fatigue_weights, emotion_model)
     url = thread.start_and_wait()
@@ -147,6 +147,37 @@ def test_dashboard_live_in_chromium(browser, stack, tmp_path):
     severe = [entry for entry in logs if entry["level"] == "SEVERE"]
     assert not severe, severe
     assert dom["error-count"] == "0", dom["messages"]
+
+
+def test_replay_of_a_local_video_file(chromium, stack, tmp_path, faces):
+    """The file picker instead of the camera: a VP8 WebM of the open-eyed face, looped by the page."""
+    from selenium.webdriver.common.by import By
+
+    video = tmp_path / "face.webm"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"VP80"), 10.0, (512, 512))
+    assert writer.isOpened()
+    for k in range(30):
+        writer.write(np.roll(faces[0], k, axis=1))
+    writer.release()
+    driver = chrome(chromium)
+    timeline: list = []
+    try:
+        driver.get(stack.replace("ws://", "http://") + "/")
+        wait_until(driver, lambda d: d["conn-status"] == "connected", 20, "the WebSocket connection", timeline)
+        driver.find_element(By.ID, "video-file").send_keys(str(video))
+        dom = wait_until(
+            driver,
+            lambda d: d["face-state"] == "detected" and d["eye-state"] == "open" and d["emotion-label"] in EMOTIONS,
+            60,
+            "a face from the video file",
+            timeline,
+        )
+        assert driver.find_element(By.ID, "source-info").text.startswith("video file 512×512")
+        assert dom["contributions"] == ["used", "missing", "used"], dom  # no EEG attached this time
+        assert dom["error-count"] == "0", dom["messages"]
+        assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        driver.quit()
 
 
 def test_token_field_with_auth_on(chromium):
