@@ -308,19 +308,37 @@ def test_apply_on_a_worker_thread_wins_over_limits_the_main_thread_set():
     assert out["torch"] == [1, 1] and out["pools"] == [1] and out["opencv"] == 1
 
 
-def test_apply_does_not_import_torch_or_set_what_an_operator_set():
+def test_apply_loads_and_sizes_torch_when_installed_and_keeps_an_operators_env():
+    # A service that imports torch only in initialize_model still gets torch's pools sized.
     out = run_python(
         """
     import json, os, sys
     os.environ["OPENBLAS_NUM_THREADS"] = "7"
     from shared_protocol.threads import apply_thread_budget, thread_budget
-    info = apply_thread_budget(thread_budget(2.0))
-    print(json.dumps({"torch_loaded": "torch" in sys.modules, "info": info}))
+    assert "torch" not in sys.modules
+    info = apply_thread_budget(thread_budget(1.0))
+    import torch
+    print(json.dumps({"info": info, "torch": [torch.get_num_threads(), torch.get_num_interop_threads()]}))
     """
     )
-    assert out["torch_loaded"] is False and out["info"]["torch"] is None
+    assert out["info"]["torch"] == {"intra_op": 1, "inter_op": 1} and out["torch"] == [1, 1]
     assert out["info"]["env"]["OPENBLAS_NUM_THREADS"] == "7"  # setdefault: the operator's value stays
-    assert out["info"]["env"]["OMP_NUM_THREADS"] == "2"
+    assert out["info"]["env"]["OMP_NUM_THREADS"] == "1"
+
+
+def test_apply_without_torch_or_opencv_installed():
+    out = run_python(
+        """
+    import json, sys
+    sys.modules["torch"] = None  # import torch -> ImportError, as in the eeg image
+    sys.modules["cv2"] = None
+    from shared_protocol.threads import apply_thread_budget, thread_budget
+    info = apply_thread_budget(thread_budget(2.0))
+    print(json.dumps(info))
+    """
+    )
+    assert out["torch"] is None and out["opencv"] is None
+    assert out["budget"]["intra_op"] == 2 and out["env"]["OMP_NUM_THREADS"] == "2"
 
 
 # ---- the service applies it (BaseModelBackend wiring: `threads=` keyword, pong model.threads) --------

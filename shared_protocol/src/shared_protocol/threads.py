@@ -38,7 +38,6 @@ import contextlib
 import logging
 import math
 import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -196,8 +195,8 @@ def apply_thread_budget(budget: ThreadBudget) -> dict[str, Any]:
     """Set every loaded library's thread pools to `budget`; return what each library now reports.
 
     Call it on the thread that will run the model, before the model's first parallel work.
-    torch is configured only if already imported (importing it here would cost seconds and memory
-    in services that do not use it); its env defaults cover a later import.
+    torch is imported here when installed: services that load it lazily (in initialize_model) must
+    still get its inter-op pool sized, which is possible only before torch's first parallel work.
     """
     env = _set_env_defaults(budget)
     info: dict[str, Any] = {
@@ -222,8 +221,12 @@ def _set_env_defaults(budget: ThreadBudget) -> dict[str, str]:
 
 
 def _apply_torch(budget: ThreadBudget) -> dict[str, Any] | None:
-    torch = sys.modules.get("torch")
-    if torch is None or not hasattr(torch, "set_num_threads"):
+    try:
+        import torch  # already loaded in a torch service; else loaded now, before its first use
+    except ImportError:
+        return None  # not installed (the eeg image)
+    except Exception as exc:  # a broken install must not keep the service from starting
+        logger.warning("torch is installed but does not import: %s: %s", type(exc).__name__, exc)
         return None
     torch.set_num_threads(budget.intra_op)
     report: dict[str, Any] = {}
