@@ -236,7 +236,8 @@ function onAnalyze(body, frame) {
     const rel = (e.relative_power && e.relative_power.mean) || {};
     charts.bands.push(now, rel);
     charts.eegZ.push(now, { z: e.drowsiness_z });
-    for (const w of e.warnings || []) if (!w.startsWith("buffering")) notify("warn", `eeg: ${w}`);
+    // Routine notes (still buffering, the reset this page asked for) are not worth a message.
+    for (const w of e.warnings || []) if (!/^buffering|reset on request/.test(w)) notify("warn", `eeg: ${w}`);
   }
   if (body.fused) {
     renderFused(body.fused);
