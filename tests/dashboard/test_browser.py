@@ -109,7 +109,6 @@ def test_dashboard_live_in_chromium(browser, stack, tmp_path):
     open_dom = driver.execute_script(READ_DOM)
     perclos_open = number(open_dom["perclos"])
     assert perclos_open is not None and perclos_open < 10.0, open_dom
-    assert "calibrated" in open_dom["ear-threshold"], open_dom
 
     dom = wait_until(driver, lambda d: d["eye-state"] == "closed", 25, "the eye state to flip to closed", timeline)
     dom = wait_until(
@@ -120,6 +119,7 @@ def test_dashboard_live_in_chromium(browser, stack, tmp_path):
         timeline,
     )
     assert dom["face-state"] == "detected"
+    assert "calibrated" in dom["ear-threshold"], dom  # the closed verdict uses this subject's own threshold
     assert dom["fused-level"] in ("alert", "drowsy", "very drowsy") and number(dom["fused-score"]) is not None
     assert dom["contributions"] == ["used", "used", "used"], dom  # fatigue, eeg, emotion all counted
     assert int(dom["sent"]) > 0 and int(dom["answered"]) > 0
