@@ -1,37 +1,19 @@
-"""Entry point: python main.py --host H --port 8769 [--config eeg.yaml]."""
+"""Entry point: python main.py --host H --port 8769 [--config eeg.yaml] [--<setting> VALUE ...]"""
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 
-from shared_protocol.cli import build_arg_parser, common_backend_kwargs, configure_logging, run_backend
+from shared_protocol.cli import configure_logging, run_backend
+from shared_protocol.settings import load_settings
 from vigil_eeg.backend import EEGBackend
-from vigil_eeg.settings import CONFIG_ENV, load_settings
-
-DEFAULT_PORT = 8769
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = build_arg_parser("vigil EEG backend (MNE band powers -> drowsiness)", default_port=DEFAULT_PORT)
-    parser.add_argument(
-        "--config",
-        default=None,
-        help=f"YAML file with EEG settings (default: ${CONFIG_ENV}); VIGIL_EEG_<FIELD> env vars override it",
-    )
-    return parser.parse_args(argv)
+from vigil_eeg.settings import EEGSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_logging(args.log_level)
-    try:
-        settings = load_settings(args.config)
-    except (OSError, ValueError) as exc:
-        logging.getLogger("vigil_eeg").error("cannot load settings: %s", exc)
-        return 2
-    backend = EEGBackend(args.host, args.port, settings=settings, **common_backend_kwargs(args))
+    settings = load_settings(EEGSettings, argv)  # exits with code 2 on a bad value
+    configure_logging(settings.log_level, settings.log_format, service="eeg")
+    backend = EEGBackend(settings.host, settings.port, settings=settings, **settings.backend_kwargs())
     return run_backend(backend)
 
 

@@ -1,26 +1,27 @@
-"""Service settings: input limits, the MNE pipeline's parameters and the scoring thresholds.
+"""EEG service settings: the common service settings plus input limits, the MNE pipeline's
+parameters and the scoring thresholds.
 
-Sources, lowest priority first: field defaults, a YAML file (`--config` or `VIGIL_EEG_CONFIG`),
-then environment variables `VIGIL_EEG_<FIELD NAME IN UPPER CASE>`, e.g. `VIGIL_EEG_LINE_FREQ=60`.
-(The main backend reads `VIGIL_EEG_HOST/PORT/ENABLED/...` in *its* container to find this service;
-none of those names is a field here.)
+Sources, lowest priority first (shared_protocol.settings): field defaults, a YAML file (`--config`
+or `VIGIL_EEG_CONFIG`), environment variables `VIGIL_EEG_<FIELD>` (e.g. `VIGIL_EEG_LINE_FREQ=60`),
+command-line flags `--<field-name>`. Any bad value exits with code 2 naming the setting.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, field_validator, model_validator
 
-ENV_PREFIX = "VIGIL_EEG_"
+from shared_protocol.settings import ServiceSettings, service_config
+
 CONFIG_ENV = "VIGIL_EEG_CONFIG"
+DEFAULT_PORT = 8769
 
 
-class EEGSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class EEGSettings(ServiceSettings):
+    model_config = service_config("EEG")
+
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="port to bind")
 
     # ---- input limits ------------------------------------------------------------------------
     min_sfreq: float = Field(80.0, gt=0)  # below this the 1-40 Hz bands cannot be resolved
@@ -91,6 +92,11 @@ class EEGSettings(BaseModel):
     # ---- optional learned model --------------------------------------------------------------
     model_path: str | None = None  # TorchScript module; needs torch installed (not in the image)
 
+    @field_validator("model_path", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _check_consistency(self) -> EEGSettings:
         if self.line_freq not in (50.0, 60.0):
@@ -104,30 +110,3 @@ class EEGSettings(BaseModel):
         if self.very_drowsy_z <= self.drowsy_z:
             raise ValueError("very_drowsy_z must exceed drowsy_z")
         return self
-
-
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for name in EEGSettings.model_fields:
-        value = environ.get(ENV_PREFIX + name.upper())
-        if value is not None:
-            overrides[name] = None if value == "" and name == "model_path" else value
-    return overrides
-
-
-def load_settings(config_path: str | None = None, environ: Mapping[str, str] | None = None) -> EEGSettings:
-    """YAML (optional) then env overrides; raises ValueError with every problem listed."""
-    environ = os.environ if environ is None else environ
-    config_path = config_path or environ.get(CONFIG_ENV) or None
-    values: dict[str, Any] = {}
-    if config_path:
-        with open(config_path, encoding="utf-8") as fh:
-            loaded = yaml.safe_load(fh) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{config_path}: expected a mapping of settings, got {type(loaded).__name__}")
-        values.update(loaded)
-    values.update(_env_overrides(environ))
-    try:
-        return EEGSettings(**values)
-    except ValidationError as exc:
-        raise ValueError(f"invalid EEG settings: {exc}") from None

@@ -19,11 +19,12 @@ import asyncio
 import logging
 import os
 import time
+import uuid
 from typing import Any
 
 import msgspec
 
-from shared_protocol import ErrorCode, Reply, messages
+from shared_protocol import ErrorCode, Reply, logs, messages
 from shared_protocol.auth import TokenAuth, parse_tokens
 from shared_protocol.eventloop import stop_on_signals
 from shared_protocol.fields import DEFAULT_SESSION_ID
@@ -250,9 +251,29 @@ class Gateway:
         return None
 
     async def handle(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
+        # The trace id follows the request to every backend and back; the client may choose it.
+        trace_id = msg.trace_id or uuid.uuid4().hex[:16]
+        started = time.monotonic()
         if msg.type == messages.INFERENCE_REQUEST:
-            return await self._relay(peer, msg)
-        return await self._analyze(peer, msg)
+            reply = await self._relay(peer, msg, trace_id)
+        else:
+            reply = await self._analyze(peer, msg, trace_id)
+        reply["trace_id"] = trace_id
+        code = reply.get("code")
+        logger.log(
+            logging.INFO if code not in (None, ErrorCode.BAD_REQUEST.value) else logging.DEBUG,
+            "%s %s",
+            msg.type,
+            "answered" if code is None else f"failed: {reply.get('error')}",
+            extra=logs.request_fields(
+                client_request_id=msg.request_id,
+                trace_id=trace_id,
+                code=code or "ok",
+                model=msg.model if isinstance(msg.model, str) else None,
+                duration_ms=round((time.monotonic() - started) * 1000, 3),
+            ),
+        )
+        return reply
 
     # ---- routing -----------------------------------------------------------------------------
 
@@ -264,7 +285,15 @@ class Gateway:
             return Reply.failure(ErrorCode.UNAVAILABLE, f"backend {name!r} is disabled in the configuration")
         return None
 
-    async def _call(self, name: str, peer: Peer, data_raw: bytes | msgspec.Raw, session_id: str | None) -> Reply:
+    async def _call(
+        self,
+        name: str,
+        peer: Peer,
+        data_raw: bytes | msgspec.Raw,
+        session_id: str | None,
+        trace_id: str,
+        client_id: str,
+    ) -> Reply:
         refusal = self._backend_refusal(name)
         if refusal is not None:
             return refusal
@@ -273,11 +302,27 @@ class Gateway:
             client.wake()  # try to reconnect now rather than at the next tick
         # Replicas route a session by a key no other client can produce.
         session_key = None if session_id is None else f"{peer.owner}/{session_id}"
-        reply = await client.request(None, data_raw=data_raw, owner=peer.owner, session_key=session_key)
+        reply = await client.request(
+            None, data_raw=data_raw, owner=peer.owner, session_key=session_key, trace_id=trace_id
+        )
         self.metrics.observe_reply(name, reply)
+        # The mapping from the client's id to the id on the backend connection: a backend's log
+        # line (request_id, trace_id) leads back to the client's request.
+        logger.debug(
+            "backend %s answered %s",
+            name,
+            reply.code or "ok",
+            extra=logs.request_fields(
+                client_request_id=client_id,
+                request_id=reply.backend_request_id,
+                trace_id=trace_id,
+                session=logs.session_digest(peer.owner, session_id),
+                code=reply.code or "ok",
+            ),
+        )
         return reply
 
-    async def _relay(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
+    async def _relay(self, peer: Peer, msg: messages.Message, trace_id: str) -> dict[str, Any]:
         model = msg.model
         if model is None:
             return messages.error_message(
@@ -291,7 +336,7 @@ class Gateway:
             )
         members = _members(msg)
         if isinstance(members, dict):
-            reply = await self._call(model, peer, msg.data_raw, _session_id(members))
+            reply = await self._call(model, peer, msg.data_raw, _session_id(members), trace_id, msg.request_id)
         else:
             reply = members
         if reply.ok:
@@ -303,7 +348,7 @@ class Gateway:
         error["model"] = model
         return error
 
-    async def _analyze(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
+    async def _analyze(self, peer: Peer, msg: messages.Message, trace_id: str) -> dict[str, Any]:
         members = _members(msg)
         if not isinstance(members, dict):
             return messages.error_message(msg.request_id, members.code, members.error)
@@ -335,6 +380,8 @@ class Gateway:
                     peer,
                     _MEMBERS_ENCODER.encode({**shared, **{key: members[key] for key in targets[name]}}),
                     session_id,
+                    trace_id,
+                    msg.request_id,
                 )
                 for name in names
             )

@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Any
 
-from . import messages
+from . import logs, messages
 from .auth import TokenAuth
 from .batching import BatchCollector, PendingItem
 from .errors import BadRequestError, ErrorCode, ProtocolError
@@ -348,9 +348,24 @@ class BaseModelBackend(abc.ABC):
     async def handle(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
         received_at = time.monotonic()
         try:
-            return await self._run_request(msg.request_id, msg.data_raw, _session_owner(peer, msg), received_at)
+            reply = await self._run_request(msg.request_id, msg.data_raw, _session_owner(peer, msg), received_at)
         finally:
             self._admitted -= 1
+        if msg.trace_id is not None:
+            reply["trace_id"] = msg.trace_id  # back to the gateway, which logs it too
+        code = reply.get("code")
+        logger.log(
+            logging.INFO if code not in (None, ErrorCode.BAD_REQUEST.value) else logging.DEBUG,
+            "request %s",
+            "answered" if code is None else f"failed: {reply.get('error')}",
+            extra=logs.request_fields(
+                request_id=msg.request_id,
+                trace_id=msg.trace_id,
+                code=code or "ok",
+                duration_ms=round((time.monotonic() - received_at) * 1000, 3),
+            ),
+        )
+        return reply
 
     async def _run_request(self, request_id: str, payload: Any, owner: str, received_at: float) -> dict[str, Any]:
         deadline = received_at + self.request_timeout

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from typing import Any
 
+from . import logs
 from .auth import parse_tokens
 from .backend import BaseModelBackend, ModelInitializationError
 from .limits import (
@@ -23,16 +23,15 @@ from .limits import (
 )
 from .server import ServerLimits
 
-LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"  # the seed's format
 
-
-def configure_logging(level: str | None = None) -> None:
-    level_name = (level or os.environ.get("VIGIL_LOG_LEVEL") or "INFO").upper()
-    logging.basicConfig(level=getattr(logging, level_name, logging.INFO), format=LOG_FORMAT, stream=sys.stderr)
-    # websockets logs every HTTP probe (/readyz every few seconds) at INFO; keep it to warnings
-    # unless debugging.
-    root_level = logging.getLogger().level
-    logging.getLogger("websockets").setLevel(logging.DEBUG if root_level <= logging.DEBUG else logging.WARNING)
+def configure_logging(level: str | None = None, fmt: str | None = None, service: str | None = None) -> None:
+    """Logging for a service: `level` (default VIGIL_LOG_LEVEL or INFO), `fmt` text|json (default
+    VIGIL_LOG_FORMAT or text)."""
+    logs.configure_logging(
+        level or os.environ.get("VIGIL_LOG_LEVEL") or "INFO",
+        fmt or os.environ.get("VIGIL_LOG_FORMAT") or "text",
+        service,
+    )
 
 
 def _env(name: str, default: Any) -> Any:

@@ -55,6 +55,7 @@ class Reply:
     error: str | None = None
     latency_s: float = 0.0
     timing: dict[str, float] | None = None  # backend-reported queue_ms / compute_ms
+    backend_request_id: str | None = None  # the id this client used on the backend connection (for logs)
 
     @classmethod
     def failure(cls, code: ErrorCode | str, error: str, latency_s: float = 0.0) -> Reply:
@@ -148,6 +149,7 @@ class BackendClient:
         data_raw: msgspec.Raw | bytes | str | None = None,
         data_json: str | None = None,
         owner: str | None = None,
+        trace_id: str | None = None,
     ) -> Reply:
         """`data_raw`: `data` already encoded as JSON (e.g. the client's own text, relayed verbatim);
         `data_json` is its former name. `owner`: whose sessions the request may touch (the gateway's
@@ -163,7 +165,9 @@ class BackendClient:
             )
         request_id = f"{self._prefix}-{next(self._ids)}"
         try:
-            frame = self._request_frame(request_id, data, data_raw if data_raw is not None else data_json, owner)
+            frame = self._request_frame(
+                request_id, data, data_raw if data_raw is not None else data_json, owner, trace_id
+            )
         except (TypeError, ValueError) as exc:
             return Reply.failure(ErrorCode.BAD_REQUEST, f"data cannot be encoded as JSON: {exc}")
         future: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -175,22 +179,29 @@ class BackendClient:
                 return Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} connection closed")
             limit = self.request_timeout if timeout is None else timeout
             try:
-                return await asyncio.wait_for(future, timeout=limit)
+                reply = await asyncio.wait_for(future, timeout=limit)
             except TimeoutError:
-                return Reply.failure(
+                reply = Reply.failure(
                     ErrorCode.TIMEOUT,
                     f"backend {self.name!r} did not answer within {limit:g}s",
                     time.monotonic() - started,
                 )
+            reply.backend_request_id = request_id
+            return reply
         finally:
             self._pending.pop(request_id, None)
 
     @staticmethod
     def _request_frame(
-        request_id: str, data: dict[str, Any] | None, data_raw: msgspec.Raw | bytes | str | None, owner: str | None
+        request_id: str,
+        data: dict[str, Any] | None,
+        data_raw: msgspec.Raw | bytes | str | None,
+        owner: str | None,
+        trace_id: str | None,
     ) -> bytes:
+        extra = {**_owner_field(owner), **({"trace_id": trace_id} if trace_id else {})}
         if data_raw is None:
-            return messages.encode_bytes(messages.inference_request(request_id, data, **_owner_field(owner)))
+            return messages.encode_bytes(messages.inference_request(request_id, data, **extra))
         raw = data_raw.encode("utf-8") if isinstance(data_raw, str) else data_raw
         # The envelope is this client's own ASCII id and a validated owner: encoded by msgspec, with
         # the data text spliced in as it came (msgspec.Raw), never decoded and encoded again.
@@ -198,7 +209,7 @@ class BackendClient:
             {
                 "type": messages.INFERENCE_REQUEST,
                 "request_id": request_id,
-                **_owner_field(owner),
+                **extra,
                 "data": raw if isinstance(raw, msgspec.Raw) else msgspec.Raw(raw),
             }
         )

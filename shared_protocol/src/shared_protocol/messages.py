@@ -52,6 +52,7 @@ class _Envelope(msgspec.Struct):
     data: msgspec.Raw = msgspec.Raw()  # empty when absent
     model: Any = None
     session_owner: Any = None
+    trace_id: Any = None
 
 
 _ENVELOPE_DECODER = msgspec.json.Decoder(_Envelope)
@@ -73,6 +74,7 @@ class Message:
     data_raw: msgspec.Raw | None = None
     model: Any = None
     session_owner: Any = None
+    trace_id: str | None = None  # a valid trace id from the frame, else None
     size: int = 0  # bytes of the frame
 
 
@@ -296,6 +298,21 @@ def _validate(envelope: _Envelope, allowed_types: frozenset[str]) -> Message:
         data_raw=raw,
         model=envelope.model,
         session_owner=envelope.session_owner,
+        trace_id=envelope.trace_id if valid_trace_id(envelope.trace_id) else None,
+    )
+
+
+MAX_TRACE_ID_LENGTH = 64
+
+
+def valid_trace_id(value: Any) -> bool:
+    """A trace id a client may choose: 1-64 printable ASCII characters without spaces."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_TRACE_ID_LENGTH
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
     )
 
 
