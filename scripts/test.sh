@@ -18,6 +18,9 @@ if [ -z "${VIGIL_SKIP_DOCKER_SETUP:-}" ]; then
   setup_env=$(scripts/docker-setup.sh)  # fails the script if setup fails (eval "$(...)" would not)
   eval "$setup_env"  # exports VIGIL_DOCKER, VIGIL_COMPOSE, VIGIL_BASE_IMAGE
 fi
+stamp "browser (headless Chromium for the dashboard test)"
+scripts/browser-setup.sh
+
 stamp "build images"
 scripts/build-images.sh
 

@@ -35,4 +35,11 @@ def http_response(status: int, content_type: str, body: bytes) -> Response:
             ("X-Content-Type-Options", "nosniff"),
         ]
     )
+    if content_type.startswith("text/html"):
+        # Everything a page of ours needs is served from this origin (no CDN, no inline script).
+        headers["Content-Security-Policy"] = (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+            "media-src 'self' blob: mediastream:; connect-src 'self' ws: wss:; object-src 'none'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        )
     return Response(status, http.HTTPStatus(status).phrase, headers, body)

@@ -214,28 +214,56 @@ class ProtocolServer:
             self.connections -= 1
 
     async def _on_frame(self, peer: Peer, frame: str | bytes) -> None:
+        admitted = self.admit_frame(peer, frame)
+        if not isinstance(admitted, tuple):
+            await send_reply(peer.websocket, admitted)  # an immediate reply: error, refusal or pong
+            return
+        msg, charge = admitted
+        task = asyncio.create_task(self._answer(peer, msg, charge))
+        peer.tasks.add(task)
+        task.add_done_callback(peer.tasks.discard)
+
+    # ---- the layer under the socket: frame in, reply out (what shared_protocol.testing drives) --
+
+    def admit_frame(self, peer: Peer, frame: str | bytes) -> tuple[messages.Message, int] | dict[str, Any]:
+        """Parse and admit one frame: (request, its charge) to be answered by `answer`, or the
+        immediate reply (a parse error, a refusal, a pong)."""
         try:
             msg = messages.parse_envelope(frame, self.handler.allowed_types)
         except ProtocolError as exc:
-            await send_reply(peer.websocket, messages.error_message(exc.request_id, exc.code, exc.message))
-            return
+            return messages.error_message(exc.request_id, exc.code, exc.message)
         if msg.type not in REQUEST_TYPES:
-            await send_reply(peer.websocket, self.handler.control_reply(peer, msg))
-            return
+            return self.handler.control_reply(peer, msg)
         charge = self._charge(frame)
         refusal = self._admission_refusal(peer, charge) or self.handler.admit(peer, msg)
         if refusal is not None:
             code, text = refusal
-            await send_reply(peer.websocket, messages.error_message(msg.request_id, code, text))
-            return
+            return messages.error_message(msg.request_id, code, text)
         peer.in_flight += 1
         peer.pending_bytes += charge
         self.in_flight += 1
         self.pending_bytes += charge
         self.idle.clear()
-        task = asyncio.create_task(self._answer(peer, msg, charge))
-        peer.tasks.add(task)
-        task.add_done_callback(peer.tasks.discard)
+        return msg, charge
+
+    async def answer(self, peer: Peer, msg: messages.Message) -> dict[str, Any] | bytes:
+        """The one reply to an admitted request."""
+        try:
+            return await self.handler.handle(peer, msg)
+        except Exception as exc:  # a bug in a handler must still produce exactly one reply
+            logger.exception("handling %s %s failed", msg.type, msg.request_id)
+            return messages.error_message(msg.request_id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    async def reply_to(self, peer: Peer, frame: str | bytes) -> dict[str, Any] | bytes:
+        """The one reply to one frame, awaited: the whole protocol without a socket."""
+        admitted = self.admit_frame(peer, frame)
+        if not isinstance(admitted, tuple):
+            return admitted
+        msg, charge = admitted
+        try:
+            return await self.answer(peer, msg)
+        finally:
+            self._release(peer, charge)
 
     def _admission_refusal(self, peer: Peer, charge: int) -> tuple[ErrorCode, str] | None:
         limits = self.limits
@@ -258,19 +286,17 @@ class ProtocolServer:
 
     async def _answer(self, peer: Peer, msg: messages.Message, charge: int) -> None:
         try:
-            try:
-                reply = await self.handler.handle(peer, msg)
-            except Exception as exc:  # a bug in a handler must still produce exactly one reply
-                logger.exception("handling %s %s failed", msg.type, msg.request_id)
-                reply = messages.error_message(msg.request_id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
-            await send_reply(peer.websocket, reply)
+            await send_reply(peer.websocket, await self.answer(peer, msg))
         finally:
-            peer.in_flight -= 1
-            peer.pending_bytes -= charge
-            self.in_flight -= 1
-            self.pending_bytes -= charge
-            if self.in_flight == 0:
-                self.idle.set()
+            self._release(peer, charge)  # after the send: a drain waits for replies to go out
+
+    def _release(self, peer: Peer, charge: int) -> None:
+        peer.in_flight -= 1
+        peer.pending_bytes -= charge
+        self.in_flight -= 1
+        self.pending_bytes -= charge
+        if self.in_flight == 0:
+            self.idle.set()
 
 
 async def send_reply(websocket, reply: dict[str, Any] | bytes) -> None:
