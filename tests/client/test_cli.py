@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pyedflib
 import pytest
+
 from vigil_client.media import read_edf
 
 from .conftest import CLIENT_SRC

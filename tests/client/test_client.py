@@ -7,6 +7,11 @@ import base64
 import http
 
 import pytest
+from websockets.asyncio.server import serve
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+
+from support.net import free_port, serving
 from vigil_client import (
     AnalyzeResult,
     BadRequest,
@@ -17,11 +22,6 @@ from vigil_client import (
     VigilClient,
     VigilError,
 )
-from websockets.asyncio.server import serve
-from websockets.datastructures import Headers
-from websockets.http11 import Response
-
-from support.net import free_port, serving
 from vigil_main.gateway import Gateway
 
 from .gateway_stack import controlled_stack, gateway_config, wait_connected
