@@ -25,8 +25,10 @@ import os
 import pickle
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -122,9 +124,16 @@ class Cell:
         return value + (f" ({self.errors} err)" if self.errors else "")
 
 
-async def run_cell(url: str, payloads: Payloads, kind: str, clients: int, seconds: float, run_id: str) -> Cell:
+async def run_cell(
+    url: str, token: str | None, payloads: Payloads, kind: str, clients: int, seconds: float, run_id: str
+) -> Cell:
     cell = Cell(kind, clients)
-    connections = [await connect(url, max_size=WS_MAX_SIZE, compression=None, open_timeout=10) for _ in range(clients)]
+    connections = [
+        await connect(
+            url, max_size=WS_MAX_SIZE, compression=None, open_timeout=10, additional_headers=auth_headers(token)
+        )
+        for _ in range(clients)
+    ]
 
     async def client(index: int, ws, deadline: float | None, count: int | None, seq0: int) -> int:
         session = f"bench-{run_id}-{kind}-{clients}-{index}"
@@ -156,38 +165,62 @@ async def run_cell(url: str, payloads: Payloads, kind: str, clients: int, second
     return cell
 
 
-async def gateway_pong(url: str, wait_s: float) -> dict:
-    """The gateway's pong once every model backend is ready (or the last one seen after wait_s)."""
+def auth_headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+async def wait_ready(url: str, wait_s: float, token: str | None) -> dict:
+    """The gateway's pong once every model backend reports `healthy` (or the last one seen after wait_s)."""
     deadline = time.monotonic() + wait_s
     pong: dict = {}
     while True:
         try:
-            async with connect(url, max_size=WS_MAX_SIZE, open_timeout=10) as ws:
+            async with connect(
+                url, max_size=WS_MAX_SIZE, open_timeout=10, additional_headers=auth_headers(token)
+            ) as ws:
                 await ws.send(json.dumps({"type": "health_check", "request_id": "bench-health"}))
                 pong = json.loads(await asyncio.wait_for(ws.recv(), 10))
         except (OSError, TimeoutError, WebSocketException) as exc:
             if time.monotonic() > deadline:
                 raise SystemExit(f"no gateway at {url}: {exc}") from exc
         else:
-            backends = pong.get("backends", {})
-            if all(backends.get(name, {}).get("ready") for name in MODELS) or time.monotonic() > deadline:
+            if not not_healthy(pong) or time.monotonic() > deadline:
                 return pong
         await asyncio.sleep(1.0)
 
 
-async def stack_report(url: str, wait_s: float) -> list[str]:
-    """One line per backend from the gateway's pong: readiness and, where reported, its thread budget."""
-    pong = await gateway_pong(url, wait_s)
+def not_healthy(pong: dict) -> list[str]:
+    backends = pong.get("backends", {})
+    return [name for name in MODELS if backends.get(name, {}).get("status") != "healthy"]
+
+
+def backend_details(url: str, token: str | None) -> dict:
+    """The gateway's /status (per backend: the model info its pong reported, thread budget included);
+    {} where it is not readable (auth on and no --token)."""
+    parts = urlsplit(url)
+    status_url = urlunsplit(("https" if parts.scheme == "wss" else "http", parts.netloc, "/status", "", ""))
+    try:
+        with urllib.request.urlopen(urllib.request.Request(status_url, headers=auth_headers(token)), timeout=10) as r:
+            return json.loads(r.read())
+    except (OSError, ValueError):
+        return {}
+
+
+async def stack_report(url: str, wait_s: float, token: str | None) -> list[str]:
+    """One line per backend: its status and, where the gateway shows it, device and thread budget."""
+    pong = await wait_ready(url, wait_s, token)
+    details = backend_details(url, token)
     lines = [f"gateway status: {pong.get('status')}"]
     for name, backend in sorted(pong.get("backends", {}).items()):
-        model = backend.get("model") or {}
+        model = details.get(name, {}).get("model") or {}
         threads = model.get("threads") or {}
         budget = threads.get("budget")
         where = f", threads {budget} (allowance {threads.get('allowance')}, {threads.get('source')})" if budget else ""
-        lines.append(f"  {name}: ready={backend.get('ready')} device={model.get('device')}{where}")
-    not_ready = [name for name in MODELS if not pong.get("backends", {}).get(name, {}).get("ready")]
-    if not_ready:
-        raise SystemExit(f"backends not ready through {url}: {not_ready}\n" + "\n".join(lines))
+        device = f" device={model['device']}" if "device" in model else ""
+        lines.append(f"  {name}: {backend.get('status')}{device}{where}")
+    missing = not_healthy(pong)
+    if missing:
+        raise SystemExit(f"backends not healthy through {url}: {missing}\n" + "\n".join(lines))
     return lines
 
 
@@ -223,14 +256,14 @@ async def main_async(args: argparse.Namespace) -> int:
     if not client_counts or min(client_counts) < 1:
         raise SystemExit("--clients takes a comma-separated list of counts >= 1, e.g. 1,4")
     payloads = Payloads()
-    for line in await stack_report(args.url, args.wait):
+    for line in await stack_report(args.url, args.wait, args.token):
         print(line)
     load_before = os.getloadavg()
     run_id = f"{int(time.time())}"
     cells: dict[tuple[str, int], Cell] = {}
     for clients in client_counts:
         for kind in COLUMNS:
-            cells[(kind, clients)] = await run_cell(args.url, payloads, kind, clients, args.seconds, run_id)
+            cells[(kind, clients)] = await run_cell(args.url, args.token, payloads, kind, clients, args.seconds, run_id)
     load_after = os.getloadavg()
     print(
         f"\n{args.seconds:g} s per cell, replies/s through {args.url}; host: {os.cpu_count()} CPUs, "
@@ -251,6 +284,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring time per table cell")
     parser.add_argument("--clients", default="1,4", help="comma-separated client counts, one table row each")
     parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for every backend to be ready")
+    parser.add_argument(
+        "--token", default=os.environ.get("VIGIL_API_TOKEN"), help="API token when the gateway has auth on"
+    )
     return asyncio.run(main_async(parser.parse_args()))
 
 

@@ -31,7 +31,9 @@ def test_bench_analyze_prints_the_table_against_the_compose_stack(docker_env, se
     with running_stack(docker_env, tmp_path, present) as stack:
         stack.wait_healthy(stack.services, ALL_HEALTHY_TIMEOUT_S)
         port = stack.main_port()
-        wait_gateway(port, lambda p: all(p["backends"][n]["status"] == "healthy" for n in present), 60, "every backend ready")
+        wait_gateway(
+            port, lambda p: all(p["backends"][n]["status"] == "healthy" for n in present), 60, "every backend ready"
+        )
         proc = subprocess.run(
             [
                 sys.executable,
