@@ -47,6 +47,7 @@ EEG_SFREQ = 128.0
 EEG_CHUNK = 64  # samples: 0.5 s at 128 Hz
 WARMUP_REQUESTS = 3  # per client, before each cell: connections, caches, lazy model paths
 WS_MAX_SIZE = 32 * 1024 * 1024
+REPLY_TIMEOUT_S = 60.0  # the gateway answers every request (a timeout error at worst) well before this
 
 
 def emotiv_chunks() -> list[str]:
@@ -140,8 +141,13 @@ async def run_cell(
         seq = seq0
         while (deadline is None or time.perf_counter() < deadline) and (count is None or seq - seq0 < count):
             started = time.perf_counter()
-            await ws.send(payloads.request(kind, session, seq))
-            reply = json.loads(await ws.recv())
+            try:
+                await ws.send(payloads.request(kind, session, seq))
+                reply = json.loads(await asyncio.wait_for(ws.recv(), REPLY_TIMEOUT_S))
+            except (TimeoutError, WebSocketException) as exc:  # this client stops; the cell shows the error
+                cell.errors += 1
+                cell.first_error = cell.first_error or f"{type(exc).__name__}: {exc}"
+                return seq
             seq += 1
             if deadline is None:
                 continue  # warm-up: not counted
