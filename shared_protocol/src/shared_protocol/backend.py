@@ -112,6 +112,7 @@ class BaseModelBackend(abc.ABC):
         ):
             raise TypeError(f"{type(self).__name__} must implement process_inference or process_batch")
         BatchCollector(max_batch_size, max_queue_delay_ms)  # validates the two limits now
+        self._implements_batch = type(self).process_batch is not BaseModelBackend.process_batch
         self.host = host
         self.port = port
         self.max_concurrency = max_concurrency
@@ -212,25 +213,9 @@ class BaseModelBackend(abc.ABC):
             loop.call_soon_threadsafe(event.set)
 
     async def serve(self, *, install_signal_handlers: bool = False) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop_event = asyncio.Event()
-        self._slots = asyncio.Semaphore(self.max_concurrency)
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.max_concurrency, thread_name_prefix=f"{type(self).__name__}-worker"
-        )
-        self._collector = BatchCollector(self.max_batch_size, self.max_queue_delay_ms)
-        batch_loop = asyncio.create_task(self._batch_loop())
+        batch_loop = await self.open_runtime()
         if install_signal_handlers:
             stop_on_signals(self._stop_event)
-        self._server = ProtocolServer(
-            self,
-            self.host,
-            self.port,
-            limits=self.server_limits,
-            auth=self.auth,
-            endpoints={"/healthz": json_endpoint(self._healthz), "/readyz": json_endpoint(self._readyz)},
-            name=type(self).__name__,
-        )
         await self._server.start()
         self.bound_port = self._server.bound_port
         logger.info("%s listening on ws://%s:%s", type(self).__name__, self.host, self.bound_port)
@@ -245,6 +230,27 @@ class BaseModelBackend(abc.ABC):
         finally:
             await self._shutdown(init_task)
             batch_loop.cancel()
+
+    async def open_runtime(self) -> asyncio.Task:
+        """Everything but the socket: worker pool, collector, batch loop and the server core (not yet
+        listening). `serve` listens on it; `shared_protocol.testing` drives it without a socket."""
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.max_concurrency)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.max_concurrency, thread_name_prefix=f"{type(self).__name__}-worker"
+        )
+        self._collector = BatchCollector(self.max_batch_size, self.max_queue_delay_ms)
+        self._server = ProtocolServer(
+            self,
+            self.host,
+            self.port,
+            limits=self.server_limits,
+            auth=self.auth,
+            endpoints={"/healthz": json_endpoint(self._healthz), "/readyz": json_endpoint(self._readyz)},
+            name=type(self).__name__,
+        )
+        return asyncio.create_task(self._batch_loop())
 
     def _load_on_worker(self) -> None:
         # The thread budget first: libraries size their pools when first used.
@@ -426,7 +432,9 @@ class BaseModelBackend(abc.ABC):
                 outcomes[i] = exc
             item.payload = None  # the text is no longer needed: free it with the decode
         if inputs:
-            if len(inputs) == 1:
+            # One path: a backend with its own process_batch gets every batch (even of one);
+            # otherwise each request goes to process_inference.
+            if len(inputs) == 1 and not self._implements_batch:
                 try:
                     results: list[Any] = [self.process_inference(inputs[0])]
                 except Exception as exc:

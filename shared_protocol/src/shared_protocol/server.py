@@ -299,25 +299,27 @@ class ProtocolServer:
             self.idle.set()
 
 
-async def send_reply(websocket, reply: dict[str, Any] | bytes) -> None:
-    """Send one reply as a text frame. A reply that cannot be encoded (NaN, numpy types, lone
-    surrogates) is replaced by an `internal` error for the same request; a peer that is gone is
-    not an error."""
+def encode_reply(reply: dict[str, Any] | bytes) -> bytes:
+    """The bytes of one reply. A reply that cannot be encoded (NaN, numpy types, lone surrogates)
+    is replaced by an `internal` error for the same request."""
     if isinstance(reply, bytes):
-        payload = reply
-    else:
-        try:
-            payload = messages.encode_bytes(reply)
-        except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
-            request_id = reply.get("request_id")
-            logger.error("reply %r cannot be encoded as JSON: %s", request_id, exc)
-            if not _encodable(request_id):
-                request_id = None
-            payload = messages.encode_bytes(
-                messages.error_message(request_id, ErrorCode.INTERNAL, f"result cannot be encoded as JSON: {exc}")
-            )
+        return reply
     try:
-        await websocket.send(payload, text=True)
+        return messages.encode_bytes(reply)
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        request_id = reply.get("request_id")
+        logger.error("reply %r cannot be encoded as JSON: %s", request_id, exc)
+        if not _encodable(request_id):
+            request_id = None
+        return messages.encode_bytes(
+            messages.error_message(request_id, ErrorCode.INTERNAL, f"result cannot be encoded as JSON: {exc}")
+        )
+
+
+async def send_reply(websocket, reply: dict[str, Any] | bytes) -> None:
+    """Send one reply as a text frame; a peer that is gone is not an error."""
+    try:
+        await websocket.send(encode_reply(reply), text=True)
     except websockets.ConnectionClosed:
         logger.debug("peer gone before a reply could be sent")
 
