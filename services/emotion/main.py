@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -10,28 +9,19 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from shared_protocol.cli import build_arg_parser, common_backend_kwargs, configure_logging, run_backend
+from shared_protocol.cli import configure_logging, run_backend
+from shared_protocol.settings import load_settings
 from vigil_emotion.backend import EmotionBackend
-from vigil_emotion.settings import ENV_PREFIX, EmotionSettings
-
-DEFAULT_PORT = 8768
+from vigil_emotion.settings import EmotionSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_arg_parser("vigil emotion backend (facial expression)", DEFAULT_PORT)
-    parser.add_argument("--model-dir", help=f"save_pretrained directory (default: ${ENV_PREFIX}MODEL_DIR or built-in)")
-    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    settings = load_settings(EmotionSettings, argv)  # exits with code 2 on a bad value
+    configure_logging(settings.log_level, settings.log_format, service="emotion")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # weight-loading progress bars are noise in service logs
-    try:
-        settings = EmotionSettings.from_env(model_dir=args.model_dir, device=args.device)
-    except ValueError as exc:
-        logging.getLogger("emotion").error("%s", exc)
-        return 2
-    backend = EmotionBackend(args.host, args.port, settings=settings, **common_backend_kwargs(args))
+    backend = EmotionBackend(settings.host, settings.port, settings=settings, **settings.backend_kwargs())
     return run_backend(backend)
 
 

@@ -107,16 +107,17 @@ def test_strict_mode_exits_non_zero(tmp_path):
     assert "not an image-classification model" in proc.stderr
 
 
-def test_main_backend_variables_do_not_reach_the_emotion_service(tmp_path):
-    """VIGIL_EMOTION_HOST/PORT tell the *main backend* where emotion is; the service itself must
-    not bind there (its common flags come from VIGIL_HOST/VIGIL_PORT, like every backend's)."""
+def test_gateway_variables_do_not_reach_the_emotion_service(tmp_path):
+    """The main backend's view of emotion lives in its own namespace (VIGIL_GATEWAY_BACKENDS__...);
+    the service's own VIGIL_EMOTION_* names are its settings, and flags override them."""
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     env = {
         **os.environ,
         "VIGIL_EMOTION_MODEL_DIR": str(tmp_path),
-        "VIGIL_STRICT": "true",
-        "VIGIL_EMOTION_HOST": "emotion.invalid",
-        "VIGIL_EMOTION_PORT": "1",
+        "VIGIL_EMOTION_EXIT_ON_INIT_FAILURE": "true",
+        "VIGIL_GATEWAY_BACKENDS__EMOTION__HOST": "emotion.invalid",
+        "VIGIL_GATEWAY_BACKENDS__EMOTION__PORT": "1",
+        "VIGIL_EMOTION_HOST": "127.0.0.1",
     }
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "shared_protocol" / "src"), str(MAIN.parent)])
     proc = subprocess.run(
@@ -128,4 +129,4 @@ def test_main_backend_variables_do_not_reach_the_emotion_service(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 1, proc.stderr[-2000:]  # reached model loading: bound where it should
-    assert "listening on ws://localhost:" in proc.stderr
+    assert "listening on ws://127.0.0.1:" in proc.stderr

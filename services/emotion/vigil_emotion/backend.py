@@ -40,8 +40,6 @@ class EmotionBackend(BaseModelBackend):
 
     def initialize_model(self) -> None:
         # Raises ModelLoadError with the reason; the base class then reports `unhealthy` with it.
-        if self.settings.torch_threads:
-            torch.set_num_threads(self.settings.torch_threads)
         classifier = ExpressionClassifier(self.settings.model_dir, self.settings.device)
         self.analyzer = FrameAnalyzer(classifier, self.settings)
         self.affect = AffectMapper(classifier.labels)

@@ -1,30 +1,42 @@
-"""Service settings: model location, input limits, face detection and smoothing.
+"""Emotion service settings: the common service settings plus model location, input limits, face
+detection and smoothing.
 
-Every field can be overridden from the environment as `VIGIL_EMOTION_<FIELD NAME IN UPPER CASE>`,
-e.g. `VIGIL_EMOTION_MODEL_DIR=/models/my-vit-fer`. (The main backend reads `VIGIL_EMOTION_HOST/
-PORT/...` in *its* container to find this service; none of those names is a field here.)
+Sources, lowest priority first (shared_protocol.settings): defaults, a YAML file (`--config` or
+`VIGIL_EMOTION_CONFIG`), `VIGIL_EMOTION_<FIELD>` env vars (e.g. `VIGIL_EMOTION_MODEL_DIR=/models/vit`),
+flags `--<field-name>`. Any bad value exits with code 2 naming the setting.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
+
+from shared_protocol.settings import ServiceSettings, service_config
 
 ENV_PREFIX = "VIGIL_EMOTION_"
+DEFAULT_PORT = 8768
 DEFAULT_MODEL_DIR = "/models/mini_xception"  # where the image's builder stage puts the converted model
 
 
-class EmotionSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class EmotionSettings(ServiceSettings):
+    model_config = service_config("EMOTION")
+    legacy_env: ClassVar[dict[str, str]] = {
+        **ServiceSettings.legacy_env,
+        "VIGIL_EMOTION_TORCH_THREADS": "threads",
+    }
+
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="port to bind")
 
     # ---- model -------------------------------------------------------------------------------
-    # A local directory written by `save_pretrained`: config.json (with id2label), weights and
-    # preprocessor_config.json. Any AutoModelForImageClassification checkpoint works.
-    model_dir: str = DEFAULT_MODEL_DIR
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")  # auto = cuda:0 when available
-    torch_threads: int = Field(0, ge=0)  # intra-op threads; 0 keeps torch's default
+    model_dir: str = Field(
+        DEFAULT_MODEL_DIR,
+        description="a save_pretrained directory (config.json with id2label, weights, preprocessor_config.json); "
+        "any AutoModelForImageClassification checkpoint works",
+    )
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto (cuda:0 when available), cpu, cuda, cuda:N"
+    )
 
     # ---- input limits ------------------------------------------------------------------------
     max_image_bytes: int = Field(8 * 1024 * 1024, gt=0)  # decoded JPEG/PNG bytes
@@ -60,21 +72,3 @@ class EmotionSettings(BaseModel):
     @property
     def smoothing_alpha(self) -> float:
         return 2.0 / (self.smoothing_window + 1)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> EmotionSettings:
-        """Defaults, then `VIGIL_EMOTION_<FIELD>` variables, then explicit keyword overrides."""
-        environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for name in cls.model_fields:
-            value = environ.get(ENV_PREFIX + name.upper())
-            if value is not None:
-                values[name] = value
-        # compose.gpu.yaml sets the stack-wide VIGIL_DEVICE; VIGIL_EMOTION_DEVICE wins over it.
-        if "device" not in values and environ.get("VIGIL_DEVICE"):
-            values["device"] = environ["VIGIL_DEVICE"]
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls.model_validate(values, strict=False)
-        except ValidationError as exc:
-            raise ValueError(f"bad {ENV_PREFIX}* setting: {exc}") from exc
