@@ -1,0 +1,429 @@
+"""vigil's relay beside its peers, in one run with one load generator (issue 14).
+
+Peers, each started in its own process(es), measured one after the other (an idle peer would
+still take CPU from the next on a small machine):
+  floor  a bare `websockets` echo server: one hop, no protocol work (bench/peer_floor.py)
+  vigil  client -> main backend (services/main_backend/main.py) -> no-op test backend
+         (tests/support/controlled_backend.py, op "echo"): two hops, gateway and backend each a process
+  ray    Ray Serve 2.60: FastAPI WebSocket ingress deployment -> no-op deployment (bench/peer_ray.py),
+         when --ray-python (default .venv-ray/bin/python) exists and imports ray; benchmark-only
+
+Load: asyncio `websockets` clients in this process, a 1 KB payload, one request in flight per
+connection, every connection warmed up first, then each cell runs --seconds (or --requests per
+connection). Prints p50/p99 (ms) and req/s per cell and the ratios issue 14 sets goals for.
+
+  python bench/peers.py [--seconds 4] [--concurrency 1 16] [--peers floor vigil ray]
+  python bench/peers.py --profile /tmp/prof   # also py-spy the vigil processes at the top concurrency
+
+--profile DIR records the gateway and the backend with py-spy (dev venv: pip install py-spy) during
+an extra vigil cell at the highest concurrency and prints bench/peer_profile.py's summary of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+from websockets.asyncio.client import connect
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+sys.path.insert(0, str(BENCH))
+
+from peer_profile import summarize  # noqa: E402
+
+SHARED_SRC = REPO / "shared_protocol" / "src"
+CONTROLLED_BACKEND = REPO / "tests" / "support" / "controlled_backend.py"
+MAIN_BACKEND = REPO / "services" / "main_backend"
+
+# The goals issue 14 sets (ratios of the same run).
+GOAL_THROUGHPUT_VS_FLOOR = 0.4  # vigil req/s at the top concurrency / floor's
+GOAL_P50_VS_FLOOR = 3.0  # vigil p50 at concurrency 1 / floor's (at most)
+GOAL_VS_RAY = 25.0  # vigil req/s / Ray Serve's
+
+_decode = msgspec.json.decode
+
+
+@dataclass
+class Cell:
+    peer: str
+    conc: int
+    p50: float  # ms
+    p99: float  # ms
+    rps: float
+    count: int
+    errors: int
+
+
+# ---- load generator ---------------------------------------------------------------------------
+
+
+def request_frame(payload_bytes: int, model: str | None) -> tuple[bytes, bytes]:
+    """The request text around its request id: the same 1 KB frame for every peer."""
+    head = b'{"type":"inference_request",' + (b'"model":"%s",' % model.encode() if model else b"")
+    body = b'"data":{"op":"echo","session_id":"bench","blob":"' + b"x" * payload_bytes + b'"}}'
+    return head + b'"request_id":"', b'",' + body
+
+
+async def run_cell(
+    url: str, model: str | None, expect: str, conc: int, seconds: float, requests: int | None, payload: int, warmup: int
+) -> tuple[list[float], float, int]:
+    """Latencies (s) of every measured request, wall time of the measured part, replies not `expect`."""
+    prefix, suffix = request_frame(payload, model)
+    latencies: list[list[float]] = [[] for _ in range(conc)]
+    errors = 0
+    ready = 0
+    all_ready = asyncio.Event()
+    start_at: list[float] = []
+
+    async def worker(index: int) -> None:
+        nonlocal errors, ready
+        async with connect(url, max_size=None, compression=None, open_timeout=30) as ws:
+
+            async def one(rid: bytes) -> bool:
+                await ws.send((prefix + rid + suffix).decode(), text=True)
+                reply = _decode(await ws.recv(decode=False))
+                return reply.get("type") == expect and reply.get("request_id") == rid.decode()
+
+            for i in range(warmup):
+                await one(b"w%d-%d" % (index, i))
+            ready += 1
+            if ready == conc:
+                start_at.append(time.perf_counter())
+                all_ready.set()
+            await all_ready.wait()
+            mine = latencies[index]
+            deadline = start_at[0] + seconds
+            i = 0
+            while (requests is None and time.perf_counter() < deadline) or (requests is not None and i < requests):
+                started = time.perf_counter()
+                ok = await one(b"%d-%d" % (index, i))
+                mine.append(time.perf_counter() - started)
+                if not ok:
+                    errors += 1
+                i += 1
+
+    await asyncio.gather(*(worker(i) for i in range(conc)))
+    elapsed = time.perf_counter() - start_at[0]
+    return [v for per in latencies for v in per], elapsed, errors
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def measure(peer: str, url: str, model: str | None, expect: str, conc: int, args: argparse.Namespace) -> Cell:
+    lat, elapsed, errors = run_on_loop(
+        run_cell(url, model, expect, conc, args.seconds, args.requests, args.payload, args.warmup)
+    )
+    ms = sorted(v * 1000 for v in lat)
+    return Cell(peer, conc, percentile(ms, 50), percentile(ms, 99), len(ms) / elapsed, len(ms), errors)
+
+
+def run_on_loop(coro):
+    """The load generator's loop: uvloop like the servers, unless VIGIL_UVLOOP=0."""
+    factory = None
+    if os.environ.get("VIGIL_UVLOOP", "1").lower() not in ("0", "false", "no"):
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
+
+
+# ---- peers ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} not ready within {timeout}s")
+        time.sleep(0.05)
+
+
+def wait_line(proc: subprocess.Popen, word: str, timeout: float) -> None:
+    """Wait for the peer's READY line (its stdout), failing fast when it exits."""
+    deadline = time.monotonic() + timeout
+    os.set_blocking(proc.stdout.fileno(), False)
+    seen = b""
+    while time.monotonic() < deadline:
+        chunk = proc.stdout.read() or b""
+        seen += chunk
+        if word.encode() in seen:
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"peer exited with {proc.returncode}: {seen.decode(errors='replace')[-2000:]}")
+        time.sleep(0.1)
+    raise TimeoutError(f"no {word!r} within {timeout}s: {seen.decode(errors='replace')[-2000:]}")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM (graceful), then SIGKILL of the process group this script started for it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def spawn(cmd: list[str], **kwargs) -> subprocess.Popen:
+    # Own session: a peer that leaves children (Ray) can be killed as a group without touching others.
+    return subprocess.Popen(cmd, start_new_session=True, **kwargs)
+
+
+@contextlib.contextmanager
+def floor_peer() -> Iterator[str]:
+    port = free_port()
+    proc = spawn([sys.executable, str(BENCH / "peer_floor.py"), "--port", str(port)], stdout=subprocess.PIPE)
+    try:
+        wait_line(proc, "READY", 30)
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def vigil_peer(log_level: str) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
+    backend_port, gateway_port = free_port(), free_port()
+    env = {**os.environ, "PYTHONPATH": str(SHARED_SRC), "PYTHONUNBUFFERED": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "models.yaml"
+        cfg.write_text(
+            f"main_backend:\n  host: 127.0.0.1\n  port: {gateway_port}\n"
+            f"model_backends:\n  bench:\n    host: 127.0.0.1\n    port: {backend_port}\n    required: true\n"
+        )
+        # The backend with its defaults (one model worker, queue 64): what a model backend ships with.
+        backend = spawn(
+            [sys.executable, str(CONTROLLED_BACKEND), "--host", "127.0.0.1", "--port", str(backend_port)]
+            + ["--log-level", log_level],
+            env=env,
+        )
+        gateway = None
+        try:
+            wait_http(f"http://127.0.0.1:{backend_port}/readyz", 30)
+            gateway = spawn(
+                [sys.executable, "main.py", "--config", str(cfg), "--log-level", log_level],
+                cwd=MAIN_BACKEND,
+                env=env,
+            )
+            wait_http(f"http://127.0.0.1:{gateway_port}/readyz", 30)
+            yield f"ws://127.0.0.1:{gateway_port}", gateway, backend
+        finally:
+            if gateway is not None:
+                stop(gateway)
+            stop(backend)
+
+
+def ray_available(python: Path) -> str | None:
+    """Why the Ray peer cannot run, or None."""
+    if not python.exists():
+        return f"{python} not found (python3 -m venv .venv-ray && .venv-ray/bin/pip install 'ray[serve]==2.60.*')"
+    probe = subprocess.run(
+        [str(python), "-c", "import ray, ray.serve, fastapi; print(ray.__version__)"], capture_output=True, text=True
+    )
+    if probe.returncode != 0:
+        return f"{python} cannot import ray[serve]: {probe.stderr.strip().splitlines()[-1:]}"
+    return None
+
+
+@contextlib.contextmanager
+def ray_peer(python: Path) -> Iterator[str]:
+    port = free_port()
+    proc = spawn([str(python), str(BENCH / "peer_ray.py"), "--port", str(port)], stdout=subprocess.PIPE)
+    try:
+        wait_line(proc, "READY", 300)
+        yield f"ws://127.0.0.1:{port}/"
+    finally:
+        stop(proc, timeout=60)
+
+
+# ---- profiling --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def py_spy(pids: dict[str, int], out: Path, rate: int) -> Iterator[None]:
+    """py-spy record (non-blocking: the target is never paused) of each pid; written on SIGINT."""
+    exe = Path(sys.executable).with_name("py-spy")
+    exe = exe if exe.exists() else Path("py-spy")
+    files = {name: out / f"{name}.collapsed" for name in pids}
+    procs = [
+        subprocess.Popen(
+            [str(exe), "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--nonblocking"]
+            + ["--threads", "--nolineno", "-o", str(files[name])],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for name, pid in pids.items()
+    ]
+    time.sleep(1.0)  # attached before the load starts
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                _, err = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+            if proc.returncode not in (0, None) and err:
+                print(f"py-spy: {err.decode(errors='replace').strip()[-500:]}", file=sys.stderr)
+
+
+# ---- report -----------------------------------------------------------------------------------
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def print_table(cells: list[Cell]) -> None:
+    print(f"{'peer':<6} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'requests':>9} {'errors':>6}")
+    for c in cells:
+        print(f"{c.peer:<6} {c.conc:>4} {c.p50:>8.3f} {c.p99:>8.3f} {c.rps:>8.0f} {c.count:>9} {c.errors:>6}")
+
+
+def ratio_lines(cells: list[Cell], concs: list[int]) -> list[str]:
+    by = {(c.peer, c.conc): c for c in cells}
+    lo, hi = min(concs), max(concs)
+    out = []
+
+    def get(peer: str, conc: int) -> Cell | None:
+        return by.get((peer, conc))
+
+    v_hi, f_hi, r_hi = get("vigil", hi), get("floor", hi), get("ray", hi)
+    v_lo, f_lo, r_lo = get("vigil", lo), get("floor", lo), get("ray", lo)
+    if v_hi and f_hi:
+        x = v_hi.rps / f_hi.rps
+        out.append(
+            f"vigil conc {hi} req/s / floor      = {x:6.3f}   (goal >= {GOAL_THROUGHPUT_VS_FLOOR}: "
+            f"{'met' if x >= GOAL_THROUGHPUT_VS_FLOOR else 'not met'})"
+        )
+    if v_lo and f_lo:
+        x = v_lo.p50 / f_lo.p50
+        out.append(
+            f"vigil conc {lo} p50 / floor        = {x:6.2f}x  (goal <= {GOAL_P50_VS_FLOOR}x: "
+            f"{'met' if x <= GOAL_P50_VS_FLOOR else 'not met'})"
+        )
+    if v_hi and r_hi:
+        x = v_hi.rps / r_hi.rps
+        out.append(
+            f"vigil conc {hi} req/s / ray        = {x:6.1f}x  (goal >= {GOAL_VS_RAY}x: "
+            f"{'met' if x >= GOAL_VS_RAY else 'not met'})"
+        )
+    if v_lo and r_lo:
+        out.append(f"vigil conc {lo} req/s / ray        = {v_lo.rps / r_lo.rps:6.1f}x")
+        out.append(f"ray conc {lo} p50 / vigil          = {r_lo.p50 / v_lo.p50:6.1f}x")
+    return out
+
+
+# ---- main -------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peers", nargs="+", default=["floor", "vigil", "ray"], choices=["floor", "vigil", "ray"])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured time per cell (default 4)")
+    parser.add_argument("--requests", type=int, default=None, help="requests per connection instead of --seconds")
+    parser.add_argument("--warmup", type=int, default=100, help="requests per connection before measuring")
+    parser.add_argument("--payload", type=int, default=1024, help="bytes of payload in `data` (default 1024)")
+    parser.add_argument("--ray-python", type=Path, default=REPO / ".venv-ray" / "bin" / "python")
+    parser.add_argument("--log-level", default="WARNING", help="vigil processes' log level (default WARNING)")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the vigil processes into this folder")
+    parser.add_argument("--profile-seconds", type=float, default=10.0)
+    parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
+    args = parser.parse_args()
+    concs = sorted(set(args.concurrency))
+    ray_python = args.ray_python if args.ray_python.is_absolute() else REPO / args.ray_python
+
+    print(f"load average before: {load_average()}  (cores: {os.cpu_count()})")
+    print(
+        f"payload {args.payload} B, one request in flight per connection, "
+        + (f"{args.requests} requests/connection" if args.requests else f"{args.seconds:g} s")
+        + " per cell"
+    )
+    cells: list[Cell] = []
+    notes: list[str] = []
+    for peer in args.peers:
+        if peer == "floor":
+            with floor_peer() as url:
+                cells += [measure("floor", url, None, "inference_request", n, args) for n in concs]
+        elif peer == "vigil":
+            with vigil_peer(args.log_level) as (url, gateway, backend):
+                cells += [measure("vigil", url, "bench", "inference_response", n, args) for n in concs]
+                if args.profile is not None:
+                    args.profile.mkdir(parents=True, exist_ok=True)
+                    pids = {"gateway": gateway.pid, "backend": backend.pid}
+                    prof_args = argparse.Namespace(**{**vars(args), "seconds": args.profile_seconds, "requests": None})
+                    with py_spy(pids, args.profile, args.profile_rate):
+                        profiled = measure("vigil", url, "bench", "inference_response", max(concs), prof_args)
+                    notes.append(
+                        f"profiled cell (vigil conc {profiled.conc} under py-spy, not in the table): "
+                        f"p50 {profiled.p50:.3f} ms, {profiled.rps:.0f} req/s"
+                    )
+        elif peer == "ray":
+            why_not = ray_available(ray_python)
+            if why_not:
+                notes.append(f"ray: skipped: {why_not}")
+                continue
+            started = time.monotonic()
+            with ray_peer(ray_python) as url:
+                notes.append(f"ray: started in {time.monotonic() - started:.0f} s")
+                cells += [measure("ray", url, None, "inference_response", n, args) for n in concs]
+    print()
+    print_table(cells)
+    print()
+    for line in ratio_lines(cells, concs):
+        print(line)
+    for note in notes:
+        print(note)
+    print(f"load average after: {load_average()}")
+    if args.profile is not None:
+        for name in ("gateway", "backend"):
+            path = args.profile / f"{name}.collapsed"
+            print()
+            if path.exists() and path.stat().st_size:
+                print(f"== py-spy: {name} ({path}) ==")
+                print(summarize(path.read_text().splitlines()))
+            else:
+                print(f"== py-spy: {name}: no samples written ({path}) ==")
+    return 1 if any(c.errors for c in cells) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
