@@ -27,6 +27,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import contextlib
 import enum
 import logging
 import threading
@@ -49,6 +50,20 @@ from .limits import (
     DEFAULT_PING_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
 )
+from .reload import (
+    RELOAD_MODEL,
+    ModelVersion,
+    ReloadArgs,
+    ReloadPhase,
+    ReloadRefused,
+    ReloadState,
+    VersionHistory,
+    accepted_message,
+    disk_size,
+    inside,
+    memory_check,
+    model_digest,
+)
 from .server import Peer, ProtocolServer, ServerLimits
 from .threads import apply_thread_budget, cpu_allowance, thread_budget
 
@@ -67,7 +82,7 @@ LOADING = ModelStatus.LOADING
 HEALTHY = ModelStatus.HEALTHY
 UNHEALTHY = ModelStatus.UNHEALTHY
 
-_ALLOWED_TYPES = frozenset({messages.INFERENCE_REQUEST, messages.HEALTH_CHECK})
+_ALLOWED_TYPES = frozenset({messages.INFERENCE_REQUEST, messages.HEALTH_CHECK, RELOAD_MODEL})
 
 
 class ModelInitializationError(RuntimeError):
@@ -99,6 +114,10 @@ class BaseModelBackend(abc.ABC):
         threads: int | None = None,
         api_tokens: tuple[str, ...] | list[str] = (),
         server_limits: ServerLimits | None = None,
+        model_history: int = 5,
+        max_reload_memory_bytes: int | None = None,
+        model_poll_interval_s: float = 0.0,
+        model_repository: str | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
@@ -144,6 +163,17 @@ class BaseModelBackend(abc.ABC):
         self._admitted = 0  # requests in the collector or on a worker, not yet answered
         self.listening = threading.Event()  # set once the socket listens (for tests/embedding)
         self.stuck_worker = False  # set when cleanup could not run: the process must exit hard
+        # Hot reload (shared_protocol.reload): versions, history, state, the between-batches gate.
+        self.model_history = VersionHistory(model_history)
+        self.max_reload_memory_bytes = max_reload_memory_bytes
+        self.model_poll_interval_s = model_poll_interval_s
+        self.model_repository = model_repository
+        self.reload_state = ReloadState()
+        self.loaded_model_path: str | None = None
+        self._gate = _SwapGate()
+        self._loader: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reload_task: asyncio.Task | None = None
+        self._poll_task: asyncio.Task | None = None
 
     @property
     def ready_event(self) -> threading.Event:
@@ -185,6 +215,25 @@ class BaseModelBackend(abc.ABC):
     def cleanup(self) -> None:  # noqa: B027 - optional hook, empty by design
         """Release the model's resources. Called once at shutdown, on the worker pool."""
 
+    # ---- optional hot-reload hooks (docs/CONTRACTS.md "Hot reload") ------------------------------
+
+    def model_source(self) -> str | None:
+        """The file or directory the model was loaded from at start-up (None: no model files)."""
+        return None
+
+    def load_model(self, source: str) -> Any:
+        """Build and warm up a new model from `source` without touching the live one (loader thread).
+        Raise to refuse it: the live model keeps serving. Implement with `swap_model` to allow reloads."""
+        raise NotImplementedError
+
+    def swap_model(self, loaded: Any) -> None:
+        """Make `loaded` (from load_model) the live model (worker thread, between batches)."""
+        raise NotImplementedError
+
+    @property
+    def reloadable(self) -> bool:
+        return type(self).load_model is not BaseModelBackend.load_model
+
     @property
     def batching(self) -> bool:
         return self.max_batch_size > 1
@@ -198,6 +247,10 @@ class BaseModelBackend(abc.ABC):
         }
         if self.thread_info is not None:
             info["threads"] = self.thread_info
+        if self.reloadable:
+            info["path"] = self.loaded_model_path
+            info["reload"] = self.reload_state.to_dict()
+            info["versions"] = self.model_history.to_list()
         return info
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -241,7 +294,8 @@ class BaseModelBackend(abc.ABC):
             max_workers=self.max_concurrency, thread_name_prefix=f"{type(self).__name__}-worker"
         )
         self._collector = BatchCollector(self.max_batch_size, self.max_queue_delay_ms)
-        self._server = ProtocolServer(
+        self._loader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+        self._server = _BackendServer(
             self,
             self.host,
             self.port,
@@ -263,6 +317,11 @@ class BaseModelBackend(abc.ABC):
             budget.source,
         )
         self.initialize_model()
+        source = self.model_source() if self.reloadable else None
+        if source:  # the model is named by its files' digest from now on
+            self.model_version = model_digest(source)
+            self.loaded_model_path = str(source)
+            self.model_history.add(ModelVersion(self.model_version, self.loaded_model_path))
 
     async def _initialize(self) -> None:
         # The model is loaded on the worker pool that will run it: with the default single worker,
@@ -278,12 +337,19 @@ class BaseModelBackend(abc.ABC):
         else:
             self.status = HEALTHY
             logger.info("model ready: %s", self.model_info())
+            if self.reloadable and self.model_poll_interval_s > 0 and self.loaded_model_path:
+                self._poll_task = asyncio.create_task(self._poll_model_path())
 
     async def _shutdown(self, init_task: asyncio.Task) -> None:
         logger.info("shutting down: no new work, draining %d in-flight request(s)", self._admitted)
         await self._server.drain_and_close()
         if not init_task.done():
             init_task.cancel()
+        for task in (self._poll_task, self._reload_task):
+            if task is not None and not task.done():
+                task.cancel()
+        if self._loader is not None:
+            self._loader.shutdown(wait=False, cancel_futures=True)
         # cleanup() on the worker pool too, after work still queued there; a model call stuck past
         # its timeout must not hold the process forever.
         cleanup = asyncio.get_running_loop().run_in_executor(self._executor, self.cleanup)
@@ -318,6 +384,8 @@ class BaseModelBackend(abc.ABC):
             body["error"] = self.init_error
         if self.thread_info is not None:
             body["threads"] = self.thread_info["budget"]
+        if self.reloadable:
+            body["model"]["reload"] = self.reload_state.to_dict()
         return (200 if ready else 503), body
 
     # ---- the server core's handler -----------------------------------------------------------
@@ -336,6 +404,8 @@ class BaseModelBackend(abc.ABC):
         return messages.pong(status, request_id, **info)
 
     def control_reply(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
+        if msg.type == RELOAD_MODEL:  # _BackendServer hands the whole frame to reload_reply
+            return {"type": _RELOAD_FRAME, "request_id": msg.request_id}
         return self.pong_message(msg.request_id)
 
     def admit(self, peer: Peer, msg: messages.Message) -> tuple[ErrorCode, str] | None:
@@ -388,7 +458,7 @@ class BaseModelBackend(abc.ABC):
         except Exception as exc:
             logger.error("process_inference failed for request %s", request_id, exc_info=exc)
             return messages.error_message(request_id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
-        result, started_at, finished_at, batch_size = outcome
+        result, started_at, finished_at, batch_size, version = outcome
         if not isinstance(result, dict):
             return messages.error_message(
                 request_id, ErrorCode.INTERNAL, f"process_inference returned {type(result).__name__}, not a dict"
@@ -399,7 +469,115 @@ class BaseModelBackend(abc.ABC):
         }
         if self.batching:
             timing["batch_size"] = batch_size
-        return messages.inference_response(request_id, result, timing=timing)
+        # The version that computed this result: a reload switches it between two batches.
+        return messages.inference_response(request_id, result, timing=timing, model_version=version)
+
+    # ---- hot reload (the event loop side) ----------------------------------------------------
+
+    def reload_reply(self, peer: Peer, frame: str | bytes, request_id: str | None) -> dict[str, Any]:
+        """The immediate reply to `reload_model`: `reload_accepted` (the reload runs in the background;
+        its outcome shows in pong `model.reload`) or an `error` saying why it cannot start."""
+        try:
+            if self.auth.enabled and not peer.authenticated:
+                raise ReloadRefused("reload_model needs an authenticated connection")
+            if not isinstance(frame, str):
+                raise ReloadRefused("reload_model must be a JSON text frame")
+            args = ReloadArgs.parse(frame)
+            source = self._reload_source(args)
+            self._check_reload_memory(source)
+        except ReloadRefused as exc:
+            self.reload_state.refused += 1
+            logger.warning("reload refused: %s", exc)
+            return messages.error_message(request_id, ErrorCode.BAD_REQUEST, str(exc))
+        self.start_reload(source, args.version)
+        return accepted_message(request_id, source, args.version)
+
+    def start_reload(self, source: str, expected_version: str | None = None) -> None:
+        self.reload_state.begin(source)
+        self._reload_task = asyncio.create_task(self._reload(source, expected_version))
+
+    def _reload_source(self, args: ReloadArgs) -> str:
+        if not self.reloadable:
+            raise ReloadRefused(f"{type(self).__name__} cannot reload its model (no load_model)")
+        if self.status != HEALTHY or self._draining:
+            raise ReloadRefused(f"the model is {self.status if not self._draining else 'draining'}, not healthy")
+        if self.reload_state.phase == ReloadPhase.LOADING:
+            raise ReloadRefused(f"a reload of {self.reload_state.target} is already running")
+        if args.path is not None:
+            root = self.model_repository or (
+                str(_parent(self.loaded_model_path)) if self.loaded_model_path else None
+            )
+            if root is None or not inside(args.path, root):
+                raise ReloadRefused(f"path {args.path!r} is outside the model repository {root!r}")
+            return args.path
+        if args.version is not None:
+            entry = self.model_history.get(args.version)
+            if entry is None:
+                known = [v["version"] for v in self.model_history.to_list()]
+                raise ReloadRefused(f"unknown version {args.version!r}; known: {known}")
+            return entry.source
+        if not self.loaded_model_path:
+            raise ReloadRefused("no model path is loaded: name one with 'path'")
+        return self.loaded_model_path  # the same path again: picks up files replaced there
+
+    def _check_reload_memory(self, source: str) -> None:
+        try:
+            size = disk_size(source)
+        except OSError as exc:
+            raise ReloadRefused(f"cannot read {source}: {exc}") from None
+        memory_check(size, self.max_reload_memory_bytes)
+
+    async def _reload(self, source: str, expected_version: str | None) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            version, loaded = await loop.run_in_executor(self._loader, self._load_version, source, expected_version)
+            if loaded is not None:
+                # On the worker pool, behind the batches already queued there: in-flight batches
+                # finish on the old model, the next ones run on the new one.
+                await loop.run_in_executor(self._executor, self._swap_on_worker, loaded, version, source)
+        except Exception as exc:  # the live model keeps serving
+            self.reload_state.fail(f"{type(exc).__name__}: {exc}")
+            logger.error("reload of %s failed; %s keeps serving: %s", source, self.model_version, exc)
+            return
+        self.model_history.add(ModelVersion(version, source))
+        self.reload_state.succeed()
+        logger.info("model reloaded: version %s from %s", version, source)
+
+    def _load_version(self, source: str, expected_version: str | None) -> tuple[str, Any]:
+        """(version, loaded model) on the loader thread; (version, None) when it is already live."""
+        version = model_digest(source)
+        if expected_version is not None and version != expected_version:
+            raise ReloadRefused(f"{source} now holds version {version}, not {expected_version}")
+        if version == self.model_version and source == self.loaded_model_path:
+            return version, None
+        return version, self.load_model(source)
+
+    def _swap_on_worker(self, loaded: Any, version: str, source: str) -> None:
+        with self._gate.writing():
+            self.swap_model(loaded)
+            self.model_version = version
+            self.loaded_model_path = source
+
+    async def _poll_model_path(self) -> None:
+        """Reload when the files at the live path change (model_poll_interval_s > 0)."""
+        loop = asyncio.get_running_loop()
+        failed_version: str | None = None
+        while True:
+            await asyncio.sleep(self.model_poll_interval_s)
+            if self.reload_state.phase == ReloadPhase.LOADING or self.status != HEALTHY or self._draining:
+                continue
+            path = self.loaded_model_path
+            try:
+                version = await loop.run_in_executor(self._loader, model_digest, path)
+            except OSError as exc:  # mid-copy or removed: look again next time
+                logger.debug("poll: cannot read %s: %s", path, exc)
+                continue
+            if version in (self.model_version, failed_version):
+                continue
+            logger.info("poll: %s changed to %s; reloading", path, version)
+            self.start_reload(path, version)
+            await self._reload_task
+            failed_version = version if self.reload_state.phase == ReloadPhase.FAILED else None
 
     # ---- the worker side ---------------------------------------------------------------------
 
@@ -414,9 +592,16 @@ class BaseModelBackend(abc.ABC):
                 continue
             # The slot is released when the call really ends, even if its replies already went out
             # as `timeout`: a thread cannot be cancelled, and the concurrency bound must stay true.
-            future = asyncio.get_running_loop().run_in_executor(self._executor, self._run_batch, batch)
+            future = asyncio.get_running_loop().run_in_executor(self._executor, self._run_batch_gated, batch)
             future.add_done_callback(lambda _f: self._slots.release())
             future.add_done_callback(lambda f, batch=batch: _distribute(batch, f))
+
+    def _run_batch_gated(self, batch: list[PendingItem]) -> tuple[list[Any], float, float, str]:
+        """`_run_batch` while no swap runs; with the version of the model that computed it."""
+        with self._gate.reading():
+            version = self.model_version
+            outcomes, started_at, finished_at = self._run_batch(batch)
+        return outcomes, started_at, finished_at, version
 
     def _run_batch(self, batch: list[PendingItem]) -> tuple[list[Any], float, float]:
         """Decode every request's data, then one model call for the valid ones (worker thread)."""
@@ -465,11 +650,13 @@ def _distribute(batch: list[PendingItem], done: asyncio.Future) -> None:
     if done.cancelled():
         outcomes: list[Any] = [RuntimeError("batch cancelled at shutdown")] * len(batch)
         started_at = finished_at = time.monotonic()
+        version = None
     elif done.exception() is not None:
         outcomes = [done.exception()] * len(batch)
         started_at = finished_at = time.monotonic()
+        version = None
     else:
-        outcomes, started_at, finished_at = done.result()
+        outcomes, started_at, finished_at, version = done.result()
     for item, outcome in zip(batch, outcomes, strict=True):
         if item.future.done():
             _log_late_failure(outcome)
@@ -477,9 +664,67 @@ def _distribute(batch: list[PendingItem], done: asyncio.Future) -> None:
         if isinstance(outcome, BaseException):
             item.future.set_exception(outcome)
         else:
-            item.future.set_result((outcome, started_at, finished_at, len(batch)))
+            item.future.set_result((outcome, started_at, finished_at, len(batch), version))
 
 
 def _log_late_failure(outcome: Any) -> None:
     if isinstance(outcome, Exception) and not isinstance(outcome, BadRequestError):
         logger.error("a timed-out request later failed: %s: %s", type(outcome).__name__, outcome)
+
+
+_RELOAD_FRAME = "_reload_frame"  # control_reply's note to _BackendServer: answer with reload_reply
+
+
+class _BackendServer(ProtocolServer):
+    """The server core, plus: a `reload_model` frame is answered by the backend's `reload_reply`,
+    which reads the frame's arguments (the envelope keeps only the common members)."""
+
+    def admit_frame(self, peer: Peer, frame: str | bytes) -> tuple[messages.Message, int] | dict[str, Any]:
+        admitted = super().admit_frame(peer, frame)
+        if isinstance(admitted, dict) and admitted.get("type") == _RELOAD_FRAME:
+            return self.handler.reload_reply(peer, frame, admitted.get("request_id"))
+        return admitted
+
+
+class _SwapGate:
+    """Batches run while no swap does; a swap waits for running batches and holds new ones back."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextlib.contextmanager
+    def reading(self):
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def writing(self):
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+def _parent(path: str) -> str:
+    import os.path
+
+    return os.path.dirname(os.path.abspath(path.rstrip("/")))

@@ -125,6 +125,17 @@ class ServiceSettings(BaseSettings):
     exit_on_init_failure: bool = Field(
         False, description="exit non-zero when the model cannot be loaded (default: stay up, report unhealthy)"
     )
+    # ---- hot reload (shared_protocol.reload) --------------------------------------------------
+    model_history: int = Field(5, ge=1, description="model versions kept known for reload_model rollback")
+    model_poll_interval_s: float = Field(
+        0.0, ge=0, description="seconds between checks of the model path for new files (0: no polling)"
+    )
+    model_repository: str | None = Field(
+        None, description="directory reload_model paths must lie in (unset: the live model's parent directory)"
+    )
+    max_reload_memory_bytes: int | None = Field(
+        None, ge=1, description="refuse a reload when memory in use plus the new model would pass this (bytes)"
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -156,6 +167,10 @@ class ServiceSettings(BaseSettings):
             "max_batch_size": self.max_batch_size,
             "max_queue_delay_ms": self.max_queue_delay_ms,
             "threads": self.threads,
+            "model_history": self.model_history,
+            "model_poll_interval_s": self.model_poll_interval_s,
+            "model_repository": self.model_repository,
+            "max_reload_memory_bytes": self.max_reload_memory_bytes,
             # A secret: from the environment only (a flag would show in `ps`, a field in logs).
             "api_tokens": parse_tokens(os.environ.get("VIGIL_API_TOKENS")),
             "server_limits": ServerLimits(
