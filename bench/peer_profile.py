@@ -21,24 +21,59 @@ import re
 from collections import Counter
 from pathlib import Path
 
+
+def _in(*paths: str) -> str:
+    """A frame whose file is one of `paths` (py-spy prints paths relative to site-packages/stdlib)."""
+    return r"\((?:[^)]*/)?(?:" + "|".join(paths) + r")"
+
+
+# The event loop's own frame as the innermost Python frame: the sample was in C under it (uvloop's
+# polling, socket reads/writes it does itself, callback dispatch, C Task steps) or the process was
+# runnable but waiting for a CPU (py-spy counts a runnable thread as active).
+LOOP_INTERNALS = "event loop internals (uvloop/C Task steps; or runnable, waiting for a CPU)"
+LOOP_FRAME = re.compile(r"^(Runner\.run|run_until_complete|run_forever|BaseEventLoop\.\w+) \(asyncio/")
+
 # (category, regex on "function (file)"), first match wins; order puts the specific before the generic.
 CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
     (name, re.compile(pattern))
     for name, pattern in [
-        ("metrics (prometheus_client, vigil_main/metrics)", r"prometheus_client/|vigil_main/metrics\.py"),
-        ("logging", r"/logging/|shared_protocol/logs\.py"),
-        ("codec (msgspec/json, shared_protocol/messages)", r"shared_protocol/messages\.py|/json/|msgspec"),
-        ("BackendClient / replicas (request ids, futures)", r"shared_protocol/client\.py|vigil_main/replicas\.py"),
-        ("websockets (framing, protocol, send/recv)", r"/websockets/"),
-        ("server core (shared_protocol/server)", r"shared_protocol/server\.py"),
-        ("gateway handler (vigil_main/gateway)", r"vigil_main/gateway\.py"),
-        ("backend core (backend/threads/batching)", r"shared_protocol/(backend|threads|batching|sessions|fields)\.py"),
-        ("model code (controlled_backend)", r"controlled_backend\.py"),
-        ("threads / futures (stdlib)", r"/threading\.py|/concurrent/futures/|/queue\.py"),
-        ("asyncio (tasks, futures, loop, streams)", r"/asyncio/|uvloop"),
+        ("metrics (prometheus_client, vigil_main/metrics)", _in("prometheus_client/", "vigil_main/metrics\\.py")),
+        ("logging", _in("logging/", "shared_protocol/logs\\.py")),
+        ("codec (msgspec/json, shared_protocol/messages)", _in("shared_protocol/messages\\.py", "json/")),
+        ("BackendClient / replicas (ids, futures)", _in("shared_protocol/client\\.py", "vigil_main/replicas\\.py")),
+        ("websockets (framing, protocol, send/recv)", _in("websockets/")),
+        ("server core (shared_protocol/server)", _in("shared_protocol/server\\.py")),
+        ("gateway handler (vigil_main/gateway)", _in("vigil_main/gateway\\.py")),
+        (
+            "backend core (backend/threads/batching)",
+            _in("shared_protocol/(?:backend|threads|batching|sessions|fields)\\.py"),
+        ),
+        ("model code (controlled_backend)", _in("controlled_backend\\.py")),
+        (
+            "thread pool hand-off (concurrent.futures, threading)",
+            _in("threading\\.py", "concurrent/futures/", "queue\\.py"),
+        ),
+        ("asyncio (tasks, futures, locks, wait_for)", _in("asyncio/")),
+        (
+            "uuid / contextlib / enum / inspect (stdlib)",
+            _in("uuid\\.py", "contextlib\\.py", "enum\\.py", "inspect\\.py"),
+        ),
     ]
 ]
 OTHER = "other"
+
+# With --native, samples in a blocking wait are recorded too (py-spy's idle test does not see them):
+# they are set apart as idle, and the percentages are of the busy samples.
+IDLE = re.compile(r"^(epoll_p?wait|poll|ppoll|select|pselect6?) \(|SimpleQueue_get|PyThread_acquire_lock_timed")
+GIL_WAIT = "waiting for the GIL / a lock (pthread_cond_timedwait)"
+# Native leaf frames worth their own line: each is a syscall made per frame or per request.
+SYSCALLS: list[tuple[str, re.Pattern[str]]] = [
+    ("syscall write (uvloop socket write, one per frame sent)", re.compile(r"^(write|writev|sendmsg|send) \(libc")),
+    ("syscall read (uvloop socket read)", re.compile(r"^(read|recv|recvmsg|readv) \(libc")),
+    ("syscall getpid (asyncio.get_running_loop in CPython 3.11)", re.compile(r"^getpid \(libc")),
+    ("syscall getrandom (uuid4, websockets client frame masks)", re.compile(r"^getrandom \(libc")),
+    (GIL_WAIT, re.compile(r"^pthread_cond_(timed)?wait \(libc")),
+]
 
 
 def parse(lines: list[str]) -> list[tuple[str, list[str], int]]:
@@ -61,7 +96,24 @@ def parse(lines: list[str]) -> list[tuple[str, list[str], int]]:
     return stacks
 
 
+def stack_category(frames: list[str]) -> str | None:
+    """The category of a sample: a syscall or wait by its native leaf, else by its innermost Python
+    frame (a C function is charged to its Python caller); None when the sample was idle."""
+    if not frames:
+        return OTHER
+    leaf = frames[-1]
+    if any(IDLE.search(f) for f in frames[-3:]):
+        return None
+    for name, pattern in SYSCALLS:
+        if pattern.match(leaf):
+            return name
+    python = [f for f in frames if re.search(r"\.py\)$", f)]
+    return category(python[-1] if python else leaf)
+
+
 def category(frame: str) -> str:
+    if LOOP_FRAME.match(frame):
+        return LOOP_INTERNALS
     for name, pattern in CATEGORIES:
         if pattern.search(frame):
             return name
@@ -85,39 +137,44 @@ def short(frame: str) -> str:
 
 def summarize(lines: list[str], top: int = 15) -> str:
     stacks = parse(lines)
-    total = sum(n for _, _, n in stacks)
-    if not total:
-        return "no samples"
     self_cat: Counter[str] = Counter()
     incl_cat: Counter[str] = Counter()
     self_fn: Counter[str] = Counter()
     incl_fn: Counter[str] = Counter()
     threads: Counter[str] = Counter()
+    idle = 0
     for thread, frames, n in stacks:
-        threads[re.sub(r"\(0x[0-9a-f]+\)\s*", "", thread).strip() or "?"] += n
-        leaf = frames[-1] if frames else "?"
-        self_cat[category(leaf)] += n
-        self_fn[short(leaf)] += n
-        for name in {category(f) for f in frames}:
-            incl_cat[name] += n
+        name = stack_category(frames)
+        if name is None:
+            idle += n
+            continue
+        threads[re.sub(r"\(0x[0-9a-f]+\)\s*|\(\d+\):?\s*", "", thread).strip() or "?"] += n
+        self_cat[name] += n
+        self_fn[short(frames[-1])] += n
+        for cat in {category(f) for f in frames} | {name}:
+            incl_cat[cat] += n
         for fn in {short(f) for f in frames}:
             incl_fn[fn] += n
+    total = sum(self_cat.values())
+    if not total:
+        return "no busy samples"
 
     def pct(n: int) -> str:
         return f"{100 * n / total:5.1f}%"
 
-    out = [f"{total} samples (non-idle)"]
+    out = [f"{total} busy samples" + (f" ({idle} idle samples in epoll/queue waits left out)" if idle else "")]
     out.append("threads: " + ", ".join(f"{name} {pct(n).strip()}" for name, n in threads.most_common()))
-    out.append(f"{'category':<52} {'self':>6} {'in stack':>9}")
+    out.append(f"{'category':<74} {'self':>6} {'in stack':>9}")
     for name, n in self_cat.most_common():
-        out.append(f"{name:<52} {pct(n)} {pct(incl_cat[name]):>9}")
+        out.append(f"{name:<74} {pct(n)} {pct(incl_cat[name]):>9}")
     out.append(f"top {top} functions by self time:")
     out += [f"  {pct(n)}  {fn}" for fn, n in self_fn.most_common(top)]
-    out.append(f"top {top} functions by inclusive time (excluding the loop's own run frames):")
+    out.append(f"top {top} Python functions by inclusive time (the loop's own frames left out):")
     skip = re.compile(
-        r"^(run|run_forever|run_until_complete|_run_once|_run|<module>|main|_bootstrap\w*|run_event_loop)\b"
+        r"^(run|run_forever|run_until_complete|_run_once|_run|<module>|main|_bootstrap\w*|run_event_loop|"
+        r"Runner\.run|run_backend|BaseModelBackend\.start|Thread\.\w+)\b"
     )
-    ranked = [(fn, n) for fn, n in incl_fn.most_common() if not skip.match(fn)]
+    ranked = [(fn, n) for fn, n in incl_fn.most_common() if not skip.match(fn) and fn.endswith(".py)")]
     out += [f"  {pct(n)}  {fn}" for fn, n in ranked[:top]]
     return "\n".join(out)
 

@@ -65,6 +65,42 @@ class Cell:
     rps: float
     count: int
     errors: int
+    cpu_ms: dict[str, float]  # CPU ms per request of each process (tree), the load generator included
+
+
+# ---- CPU accounting: what a request costs each process, whatever else runs on the machine --------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: str) -> tuple[int, float] | None:
+    """(parent pid, user+system CPU seconds) of one process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = text[text.rindex(")") + 2 :].split()
+    return int(rest[1]), (int(rest[11]) + int(rest[12])) / _TICK
+
+
+def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each named process and its live descendants (Ray's actors),
+    and by this process ("client")."""
+    stats = {int(d): st for d in os.listdir("/proc") if d.isdigit() and (st := _stat(d)) is not None}
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    out = {}
+    for name, root in roots.items():
+        total, todo = 0.0, [root]
+        while todo:
+            pid = todo.pop()
+            total += stats.get(pid, (0, 0.0))[1]
+            todo += children.get(pid, [])
+        out[name] = total
+    usage = os.times()
+    out["client"] = usage.user + usage.system
+    return out
 
 
 # ---- load generator ---------------------------------------------------------------------------
@@ -78,15 +114,25 @@ def request_frame(payload_bytes: int, model: str | None) -> tuple[bytes, bytes]:
 
 
 async def run_cell(
-    url: str, model: str | None, expect: str, conc: int, seconds: float, requests: int | None, payload: int, warmup: int
-) -> tuple[list[float], float, int]:
-    """Latencies (s) of every measured request, wall time of the measured part, replies not `expect`."""
+    url: str,
+    model: str | None,
+    expect: str,
+    conc: int,
+    seconds: float,
+    requests: int | None,
+    payload: int,
+    warmup: int,
+    procs: dict[str, int],
+) -> tuple[list[float], float, int, dict[str, float]]:
+    """Latencies (s) of every measured request, wall time of the measured part, replies not `expect`,
+    CPU seconds each process used in the measured part."""
     prefix, suffix = request_frame(payload, model)
     latencies: list[list[float]] = [[] for _ in range(conc)]
     errors = 0
     ready = 0
     all_ready = asyncio.Event()
     start_at: list[float] = []
+    cpu_at: list[dict[str, float]] = []
 
     async def worker(index: int) -> None:
         nonlocal errors, ready
@@ -101,6 +147,7 @@ async def run_cell(
                 await one(b"w%d-%d" % (index, i))
             ready += 1
             if ready == conc:
+                cpu_at.append(cpu_seconds(procs))
                 start_at.append(time.perf_counter())
                 all_ready.set()
             await all_ready.wait()
@@ -117,19 +164,24 @@ async def run_cell(
 
     await asyncio.gather(*(worker(i) for i in range(conc)))
     elapsed = time.perf_counter() - start_at[0]
-    return [v for per in latencies for v in per], elapsed, errors
+    cpu_end = cpu_seconds(procs)
+    cpu = {name: cpu_end[name] - cpu_at[0][name] for name in cpu_end}
+    return [v for per in latencies for v in per], elapsed, errors, cpu
 
 
 def percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def measure(peer: str, url: str, model: str | None, expect: str, conc: int, args: argparse.Namespace) -> Cell:
-    lat, elapsed, errors = run_on_loop(
-        run_cell(url, model, expect, conc, args.seconds, args.requests, args.payload, args.warmup)
+def measure(
+    peer: str, url: str, model: str | None, expect: str, conc: int, procs: dict[str, int], args: argparse.Namespace
+) -> Cell:
+    lat, elapsed, errors, cpu = run_on_loop(
+        run_cell(url, model, expect, conc, args.seconds, args.requests, args.payload, args.warmup, procs)
     )
     ms = sorted(v * 1000 for v in lat)
-    return Cell(peer, conc, percentile(ms, 50), percentile(ms, 99), len(ms) / elapsed, len(ms), errors)
+    per_request = {name: 1000 * seconds / len(ms) for name, seconds in cpu.items()}
+    return Cell(peer, conc, percentile(ms, 50), percentile(ms, 99), len(ms) / elapsed, len(ms), errors, per_request)
 
 
 def run_on_loop(coro):
@@ -202,12 +254,12 @@ def spawn(cmd: list[str], **kwargs) -> subprocess.Popen:
 
 
 @contextlib.contextmanager
-def floor_peer() -> Iterator[str]:
+def floor_peer() -> Iterator[tuple[str, dict[str, int]]]:
     port = free_port()
     proc = spawn([sys.executable, str(BENCH / "peer_floor.py"), "--port", str(port)], stdout=subprocess.PIPE)
     try:
         wait_line(proc, "READY", 30)
-        yield f"ws://127.0.0.1:{port}"
+        yield f"ws://127.0.0.1:{port}", {"server": proc.pid}
     finally:
         stop(proc)
 
@@ -257,12 +309,12 @@ def ray_available(python: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def ray_peer(python: Path) -> Iterator[str]:
+def ray_peer(python: Path) -> Iterator[tuple[str, dict[str, int]]]:
     port = free_port()
     proc = spawn([str(python), str(BENCH / "peer_ray.py"), "--port", str(port)], stdout=subprocess.PIPE)
     try:
         wait_line(proc, "READY", 300)
-        yield f"ws://127.0.0.1:{port}/"
+        yield f"ws://127.0.0.1:{port}/", {"ray (all processes)": proc.pid}
     finally:
         stop(proc, timeout=60)
 
@@ -271,14 +323,16 @@ def ray_peer(python: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def py_spy(pids: dict[str, int], out: Path, rate: int) -> Iterator[None]:
-    """py-spy record (non-blocking: the target is never paused) of each pid; written on SIGINT."""
+def py_spy(pids: dict[str, int], out: Path, rate: int, native: bool) -> Iterator[None]:
+    """py-spy record of each pid, written on SIGINT. Non-blocking (the target is never paused) unless
+    `native`: C frames (uvloop, msgspec, the kernel entry) need the target paused per sample."""
     exe = Path(sys.executable).with_name("py-spy")
     exe = exe if exe.exists() else Path("py-spy")
     files = {name: out / f"{name}.collapsed" for name in pids}
     procs = [
         subprocess.Popen(
-            [str(exe), "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--nonblocking"]
+            [str(exe), "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw"]
+            + (["--native"] if native else ["--nonblocking"])
             + ["--threads", "--nolineno", "-o", str(files[name])],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -312,9 +366,12 @@ def load_average() -> str:
 
 
 def print_table(cells: list[Cell]) -> None:
-    print(f"{'peer':<6} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'requests':>9} {'errors':>6}")
+    print(
+        f"{'peer':<6} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'requests':>9} {'errors':>6}  cpu ms/request"
+    )
     for c in cells:
-        print(f"{c.peer:<6} {c.conc:>4} {c.p50:>8.3f} {c.p99:>8.3f} {c.rps:>8.0f} {c.count:>9} {c.errors:>6}")
+        cpu = ", ".join(f"{name} {ms:.3f}" for name, ms in c.cpu_ms.items())
+        print(f"{c.peer:<6} {c.conc:>4} {c.p50:>8.3f} {c.p99:>8.3f} {c.rps:>8.0f} {c.count:>9} {c.errors:>6}  {cpu}")
 
 
 def ratio_lines(cells: list[Cell], concs: list[int]) -> list[str]:
@@ -367,6 +424,7 @@ def main() -> int:
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the vigil processes into this folder")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
     parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--profile-native", action="store_true", help="py-spy --native (pauses the target per sample)")
     args = parser.parse_args()
     concs = sorted(set(args.concurrency))
     ray_python = args.ray_python if args.ray_python.is_absolute() else REPO / args.ray_python
@@ -381,17 +439,17 @@ def main() -> int:
     notes: list[str] = []
     for peer in args.peers:
         if peer == "floor":
-            with floor_peer() as url:
-                cells += [measure("floor", url, None, "inference_request", n, args) for n in concs]
+            with floor_peer() as (url, procs):
+                cells += [measure("floor", url, None, "inference_request", n, procs, args) for n in concs]
         elif peer == "vigil":
             with vigil_peer(args.log_level) as (url, gateway, backend):
-                cells += [measure("vigil", url, "bench", "inference_response", n, args) for n in concs]
+                pids = {"gateway": gateway.pid, "backend": backend.pid}
+                cells += [measure("vigil", url, "bench", "inference_response", n, pids, args) for n in concs]
                 if args.profile is not None:
                     args.profile.mkdir(parents=True, exist_ok=True)
-                    pids = {"gateway": gateway.pid, "backend": backend.pid}
                     prof_args = argparse.Namespace(**{**vars(args), "seconds": args.profile_seconds, "requests": None})
-                    with py_spy(pids, args.profile, args.profile_rate):
-                        profiled = measure("vigil", url, "bench", "inference_response", max(concs), prof_args)
+                    with py_spy(pids, args.profile, args.profile_rate, args.profile_native):
+                        profiled = measure("vigil", url, "bench", "inference_response", max(concs), pids, prof_args)
                     notes.append(
                         f"profiled cell (vigil conc {profiled.conc} under py-spy, not in the table): "
                         f"p50 {profiled.p50:.3f} ms, {profiled.rps:.0f} req/s"
@@ -402,9 +460,9 @@ def main() -> int:
                 notes.append(f"ray: skipped: {why_not}")
                 continue
             started = time.monotonic()
-            with ray_peer(ray_python) as url:
+            with ray_peer(ray_python) as (url, procs):
                 notes.append(f"ray: started in {time.monotonic() - started:.0f} s")
-                cells += [measure("ray", url, None, "inference_response", n, args) for n in concs]
+                cells += [measure("ray", url, None, "inference_response", n, procs, args) for n in concs]
     print()
     print_table(cells)
     print()
