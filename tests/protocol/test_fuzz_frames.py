@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -102,8 +103,9 @@ def stack():
             running_stack() as (gateway_url, backend_url),
             connect(gateway_url, max_size=None) as gw,
             connect(backend_url, max_size=None) as be,
+            connect(gateway_url, max_size=None, subprotocols=[messages.BINARY_SUBPROTOCOL]) as binary,
         ):
-            yield {"gateway": gw, "backend": be, "catcher": catcher}
+            yield {"gateway": gw, "backend": be, "binary": binary, "catcher": catcher}
     finally:
         logging.getLogger().removeHandler(catcher)
 
@@ -252,3 +254,46 @@ def test_codec_raises_only_bad_request(frame):
     assert msg.type in allowed
     # What was accepted can always be answered: the reply echoing it encodes.
     messages.encode_bytes(messages.inference_response(msg.request_id or "x", msg.data or {}))
+
+
+@st.composite
+def binary_frames(draw) -> bytes:
+    """MessagePack frames: valid messages with fields replaced, bytes where text goes, random bytes."""
+    message = base_message(f"m{draw(st.integers(0, 10**9))}")
+    kind = draw(st.sampled_from(["replace", "bytes", "random"]))
+    if kind == "random":
+        return draw(st.binary(max_size=200))
+    field = draw(st.sampled_from(FIELDS))
+    value = draw(st.binary(max_size=64) if kind == "bytes" else msgpack_values)
+    if field.startswith("data."):
+        message["data"][field[5:]] = value
+    else:
+        message[field] = value
+    return msgspec.msgpack.encode(message)
+
+
+msgpack_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=40)
+    | st.binary(max_size=40),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(FUZZ, max_examples=1000)
+@given(frame=binary_frames())
+def test_gateway_answers_every_binary_frame_once(stack, frame):
+    ws = stack["binary"]
+    ws.send(frame)
+    reply = msgspec.msgpack.decode(ws.recv(timeout=10))
+    assert isinstance(reply, dict) and reply.get("type") in REPLY_TYPES, reply
+    if reply["type"] == "error":
+        assert reply["code"] in ERROR_CODES and reply["code"] != "internal", reply
+    ws.send(msgspec.msgpack.encode({"type": "health_check", "request_id": "still-there"}))
+    pong = msgspec.msgpack.decode(ws.recv(timeout=10))
+    assert pong["type"] == "pong" and pong.get("request_id") == "still-there", pong
+    assert not stack["catcher"].records, [r.getMessage() for r in stack["catcher"].records]

@@ -33,7 +33,7 @@ ALLOWED = frozenset({messages.INFERENCE_REQUEST, messages.HEALTH_CHECK})
             "'data' must be a JSON object, got str",
             "r4",
         ),
-        (b'{"type": "health_check"}', "binary frames are not supported", None),
+        (b'{"type": "health_check"}', "binary frames need the 'vigil.msgpack' WebSocket subprotocol", None),
         ("[" * 100000, "not valid JSON", None),
     ],
 )

@@ -204,9 +204,15 @@ def _samples_from_b64(eeg: dict, n_channels: int, settings: EEGSettings) -> np.n
         raise BadRequestError(f"'data.eeg.dtype' must be one of {sorted(B64_DTYPES)}, got {dtype_name!r}")
     dtype = B64_DTYPES[dtype_name]
     text = eeg["data_b64"]
+    expected = n_channels * n_samples * dtype.itemsize
+    if isinstance(text, (bytes, bytearray)):  # the binary form (vigil.msgpack): the samples themselves
+        if len(text) != expected:
+            raise BadRequestError(f"'{field}' has {len(text)} bytes; shape {shape} of {dtype_name} needs {expected}")
+        samples = np.frombuffer(bytes(text), dtype=dtype).reshape(n_channels, n_samples)
+        _check_finite(samples, lambda i, j: f"'{field}' (channel {i}, sample {j})")
+        return samples
     if not isinstance(text, str):
         raise BadRequestError(f"'{field}' must be a base64 string, got {_kind(text)}")
-    expected = n_channels * n_samples * dtype.itemsize
     expected_chars = (expected + 2) // 3 * 4  # padded base64; whitespace is refused below anyway
     if len(text) != expected_chars:  # checked on the text, so a wrong size is never decoded
         raise BadRequestError(

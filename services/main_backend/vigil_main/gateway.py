@@ -40,7 +40,6 @@ from .replicas import ReplicaPool
 logger = logging.getLogger(__name__)
 
 _ALLOWED_TYPES = frozenset({messages.INFERENCE_REQUEST, messages.ANALYZE, messages.HEALTH_CHECK})
-_MEMBERS_ENCODER = msgspec.json.Encoder()
 # The gateway never decodes `data`; a request costs its frame plus one copy per backend it goes to.
 _GATEWAY_COPIES = 3
 
@@ -293,6 +292,7 @@ class Gateway:
         session_id: str | None,
         trace_id: str,
         client_id: str,
+        codec: str = messages.JSON,
     ) -> Reply:
         refusal = self._backend_refusal(name)
         if refusal is not None:
@@ -303,7 +303,7 @@ class Gateway:
         # Replicas route a session by a key no other client can produce.
         session_key = None if session_id is None else f"{peer.owner}/{session_id}"
         reply = await client.request(
-            None, data_raw=data_raw, owner=peer.owner, session_key=session_key, trace_id=trace_id
+            None, data_raw=data_raw, owner=peer.owner, session_key=session_key, trace_id=trace_id, codec=codec
         )
         self.metrics.observe_reply(name, reply)
         # The mapping from the client's id to the id on the backend connection: a backend's log
@@ -336,7 +336,8 @@ class Gateway:
             )
         members = _members(msg)
         if isinstance(members, dict):
-            reply = await self._call(model, peer, msg.data_raw, _session_id(members), trace_id, msg.request_id)
+            session_id = _session_id(members, msg.codec)
+            reply = await self._call(model, peer, msg.data_raw, session_id, trace_id, msg.request_id, msg.codec)
         else:
             reply = members
         if reply.ok:
@@ -352,7 +353,7 @@ class Gateway:
         members = _members(msg)
         if not isinstance(members, dict):
             return messages.error_message(msg.request_id, members.code, members.error)
-        present = {key for key, raw in members.items() if memoryview(raw)[:1].tobytes() != b"n"}  # not null
+        present = {key for key, raw in members.items() if not messages.is_null(raw, msg.codec)}
         targets = {
             name: [key for key in self.config.inputs_of(name) if key in present]
             for name, cfg in self.config.model_backends.items()
@@ -370,7 +371,7 @@ class Gateway:
         # spliced from the client's text without decoding it.
         all_inputs = {key for name in targets for key in self.config.inputs_of(name)}
         shared = {key: raw for key, raw in members.items() if key not in all_inputs}
-        session_id = _session_id(members)
+        session_id = _session_id(members, msg.codec)
         names = list(targets)
         started = time.monotonic()
         replies = await asyncio.gather(
@@ -378,10 +379,11 @@ class Gateway:
                 self._call(
                     name,
                     peer,
-                    _MEMBERS_ENCODER.encode({**shared, **{key: members[key] for key in targets[name]}}),
+                    messages.encode_members({**shared, **{key: members[key] for key in targets[name]}}, msg.codec),
                     session_id,
                     trace_id,
                     msg.request_id,
+                    msg.codec,
                 )
                 for name in names
             )
@@ -405,18 +407,18 @@ class Gateway:
 def _members(msg: messages.Message) -> dict[str, msgspec.Raw] | Reply:
     """The top-level members of `data`, each undecoded (the envelope parser checked it is an object)."""
     try:
-        return messages.decode_members(msg.data_raw)
+        return messages.decode_members(msg.data_raw, msg.codec)
     except (msgspec.DecodeError, RecursionError) as exc:
-        return Reply.failure(ErrorCode.BAD_REQUEST, f"'data' is not a valid JSON object: {exc}")
+        return Reply.failure(ErrorCode.BAD_REQUEST, f"'data' is not a valid object: {exc}")
 
 
-def _session_id(members: dict[str, msgspec.Raw]) -> str | None:
+def _session_id(members: dict[str, msgspec.Raw], codec: str) -> str | None:
     """The client's session id as routing key (validated by the backend, which owns the rule)."""
     raw = members.get("session_id")
     if raw is None:
         return None
     try:
-        value = msgspec.json.decode(raw)
+        value = messages.decode_value(raw, codec)
     except msgspec.DecodeError:
         return None
     if value is None:

@@ -106,14 +106,15 @@ def _with_reset(data: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]
     raw = kwargs.get("data_raw")
     if raw is None:
         raw = kwargs.get("data_json")
-    if raw is not None:  # relayed text: add the member without decoding the values
+    if raw is not None:  # relayed as it came: add the member without decoding the values
+        codec = kwargs.get("codec", messages.JSON)
         try:
-            members = messages.decode_members(raw)
+            members = messages.decode_members(raw, codec)
         except (msgspec.DecodeError, RecursionError, TypeError):
             return data, kwargs  # not an object: the backend refuses it anyway
-        members["reset_session"] = msgspec.Raw(b"true")
+        members["reset_session"] = messages.raw_value(True, codec)
         kwargs = {key: value for key, value in kwargs.items() if key != "data_json"}
-        return data, {**kwargs, "data_raw": msgspec.json.encode(members)}
+        return data, {**kwargs, "data_raw": messages.encode_members(members, codec)}
     if isinstance(data, dict) and data.get("reset_session") is not True:
         data = {**data, "reset_session": True}
     return data, kwargs

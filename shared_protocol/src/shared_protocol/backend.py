@@ -424,7 +424,9 @@ class BaseModelBackend(abc.ABC):
     async def handle(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
         received_at = time.monotonic()
         try:
-            reply = await self._run_request(msg.request_id, msg.data_raw, _session_owner(peer, msg), received_at)
+            reply = await self._run_request(
+                msg.request_id, msg.data_raw, _session_owner(peer, msg), received_at, msg.codec
+            )
         finally:
             self._admitted -= 1
         if msg.trace_id is not None:
@@ -443,9 +445,11 @@ class BaseModelBackend(abc.ABC):
         )
         return reply
 
-    async def _run_request(self, request_id: str, payload: Any, owner: str, received_at: float) -> dict[str, Any]:
+    async def _run_request(
+        self, request_id: str, payload: Any, owner: str, received_at: float, codec: str = messages.JSON
+    ) -> dict[str, Any]:
         deadline = received_at + self.request_timeout
-        item = self._collector.submit(payload, owner, received_at)
+        item = self._collector.submit(payload, owner, received_at, codec)
         try:
             outcome = await asyncio.wait_for(asyncio.shield(item.future), timeout=max(0.0, deadline - time.monotonic()))
         except TimeoutError:
@@ -611,7 +615,7 @@ class BaseModelBackend(abc.ABC):
         inputs: list[RequestData] = []
         for i, item in enumerate(batch):
             try:
-                inputs.append(RequestData(messages.decode_data(item.payload), item.owner))
+                inputs.append(RequestData(messages.decode_data(item.payload, codec=item.codec), item.owner))
                 valid.append(i)
             except BadRequestError as exc:
                 outcomes[i] = exc

@@ -23,6 +23,7 @@ class PendingItem:
     owner: str  # whose sessions it may touch
     received_at: float
     future: asyncio.Future = field(repr=False)
+    codec: str = "json"  # how `payload` is encoded (messages.JSON / MSGPACK)
 
 
 class BatchCollector:
@@ -40,8 +41,8 @@ class BatchCollector:
     def __len__(self) -> int:
         return len(self._items)
 
-    def submit(self, payload: Any, owner: str, received_at: float) -> PendingItem:
-        item = PendingItem(payload, owner, received_at, asyncio.get_running_loop().create_future())
+    def submit(self, payload: Any, owner: str, received_at: float, codec: str = "json") -> PendingItem:
+        item = PendingItem(payload, owner, received_at, asyncio.get_running_loop().create_future(), codec)
         self._items.append(item)
         self._arrived.set()
         return item

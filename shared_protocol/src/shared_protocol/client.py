@@ -32,6 +32,7 @@ from .limits import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PING_INTERVAL, DEFAULT_PIN
 logger = logging.getLogger(__name__)
 
 _ENVELOPE_ENCODER = msgspec.json.Encoder()
+_MSGPACK_ENVELOPE_ENCODER = msgspec.msgpack.Encoder()
 
 
 def _owner_field(owner: str | None) -> dict[str, str]:
@@ -150,6 +151,7 @@ class BackendClient:
         data_json: str | None = None,
         owner: str | None = None,
         trace_id: str | None = None,
+        codec: str = messages.JSON,
     ) -> Reply:
         """`data_raw`: `data` already encoded as JSON (e.g. the client's own text, relayed verbatim);
         `data_json` is its former name. `owner`: whose sessions the request may touch (the gateway's
@@ -163,18 +165,22 @@ class BackendClient:
             return Reply.failure(
                 ErrorCode.OVERLOADED, f"backend {self.name!r} has {self.max_in_flight} requests in flight"
             )
+        if codec == messages.MSGPACK and connection.subprotocol != messages.BINARY_SUBPROTOCOL:
+            return Reply.failure(
+                ErrorCode.UNAVAILABLE, f"backend {self.name!r} does not speak {messages.BINARY_SUBPROTOCOL}"
+            )
         request_id = f"{self._prefix}-{next(self._ids)}"
         try:
             frame = self._request_frame(
-                request_id, data, data_raw if data_raw is not None else data_json, owner, trace_id
+                request_id, data, data_raw if data_raw is not None else data_json, owner, trace_id, codec
             )
         except (TypeError, ValueError) as exc:
-            return Reply.failure(ErrorCode.BAD_REQUEST, f"data cannot be encoded as JSON: {exc}")
+            return Reply.failure(ErrorCode.BAD_REQUEST, f"data cannot be encoded: {exc}")
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[request_id] = (future, started)
         try:
             try:
-                await connection.send(frame, text=True)
+                await connection.send(frame, text=codec != messages.MSGPACK)
             except websockets.ConnectionClosed:
                 return Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} connection closed")
             limit = self.request_timeout if timeout is None else timeout
@@ -198,14 +204,18 @@ class BackendClient:
         data_raw: msgspec.Raw | bytes | str | None,
         owner: str | None,
         trace_id: str | None,
+        codec: str = messages.JSON,
     ) -> bytes:
         extra = {**_owner_field(owner), **({"trace_id": trace_id} if trace_id else {})}
+        binary = codec == messages.MSGPACK
         if data_raw is None:
-            return messages.encode_bytes(messages.inference_request(request_id, data, **extra))
+            message = messages.inference_request(request_id, data, **extra)
+            return messages.encode_msgpack(message) if binary else messages.encode_bytes(message)
         raw = data_raw.encode("utf-8") if isinstance(data_raw, str) else data_raw
         # The envelope is this client's own ASCII id and a validated owner: encoded by msgspec, with
-        # the data text spliced in as it came (msgspec.Raw), never decoded and encoded again.
-        return _ENVELOPE_ENCODER.encode(
+        # the data spliced in as it came (msgspec.Raw, JSON text or MessagePack bytes), never
+        # decoded and encoded again.
+        return (_MSGPACK_ENVELOPE_ENCODER if binary else _ENVELOPE_ENCODER).encode(
             {
                 "type": messages.INFERENCE_REQUEST,
                 "request_id": request_id,
@@ -247,6 +257,8 @@ class BackendClient:
                     ping_interval=DEFAULT_PING_INTERVAL,
                     ping_timeout=DEFAULT_PING_TIMEOUT,
                     additional_headers={"Authorization": f"Bearer {self._token}"} if self._token else None,
+                    # Offered so binary requests can be relayed as they came; JSON works either way.
+                    subprotocols=[messages.BINARY_SUBPROTOCOL],
                 )
             except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
                 failures += 1

@@ -72,9 +72,12 @@ def decode_image_b64(
     max_side: int = DEFAULT_MAX_SIDE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
-    """Decode a base64 JPEG/PNG (optionally a `data:image/...;base64,` URL) to a BGR image."""
+    """Decode a base64 JPEG/PNG (optionally a `data:image/...;base64,` URL) to a BGR image; in the
+    binary form (vigil.msgpack) the field may carry the JPEG/PNG bytes themselves."""
     if value is None:
         raise BadRequestError(f"missing field '{field}' (base64-encoded JPEG or PNG)")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _decode_raw(bytes(value), field, max_bytes, max_side, max_pixels)
     if not isinstance(value, str):
         raise BadRequestError(f"field '{field}' must be a base64 string, got {type(value).__name__}")
     text = value
@@ -93,6 +96,12 @@ def decode_image_b64(
         raise BadRequestError(f"field '{field}' is not valid base64: {exc}") from None
     if not raw:
         raise BadRequestError(f"field '{field}' decodes to zero bytes")
+    return _decode_raw(raw, field, max_bytes, max_side, max_pixels)
+
+
+def _decode_raw(raw: bytes, field: str, max_bytes: int, max_side: int, max_pixels: int) -> np.ndarray:
+    if not raw:
+        raise BadRequestError(f"field '{field}' is empty")
     if len(raw) > max_bytes:
         raise BadRequestError(f"field '{field}' is larger than {max_bytes} bytes")
     fmt, width, height = image_header_size(raw, field=field)

@@ -37,6 +37,11 @@ ANALYZE = "analyze"
 ANALYZE_RESPONSE = "analyze_response"
 
 MAX_REQUEST_ID_LENGTH = 256
+# The binary form, negotiated per connection as a WebSocket subprotocol: the same messages as
+# MessagePack in binary frames (images as raw bytes, EEG as raw float32). JSON stays the default.
+BINARY_SUBPROTOCOL = "vigil.msgpack"
+JSON = "json"
+MSGPACK = "msgpack"
 # 64-bit integers, signed or unsigned; anything wider is no value a model input needs.
 MIN_INTEGER = -(2**63)
 MAX_INTEGER = 2**64 - 1
@@ -58,6 +63,14 @@ class _Envelope(msgspec.Struct):
 _ENVELOPE_DECODER = msgspec.json.Decoder(_Envelope)
 _ANY_DECODER = msgspec.json.Decoder()
 _MEMBERS_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_MSGPACK_ENVELOPE_DECODER = msgspec.msgpack.Decoder(_Envelope)
+_MSGPACK_ANY_DECODER = msgspec.msgpack.Decoder()
+_MSGPACK_MEMBERS_DECODER = msgspec.msgpack.Decoder(dict[str, msgspec.Raw])
+_MSGPACK_ENCODER = msgspec.msgpack.Encoder()
+_JSON_ENCODER = msgspec.json.Encoder()
+# First byte of a MessagePack map (fixmap, map16, map32) and of nil.
+_MSGPACK_MAP_STARTS = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
+_MSGPACK_NIL = 0xC0
 
 
 @dataclass(slots=True)
@@ -76,6 +89,7 @@ class Message:
     session_owner: Any = None
     trace_id: str | None = None  # a valid trace id from the frame, else None
     size: int = 0  # bytes of the frame
+    codec: str = JSON  # the frame's form (MSGPACK: a binary frame on a vigil.msgpack connection)
 
 
 # ---- building and encoding ---------------------------------------------------------------------
@@ -90,6 +104,11 @@ def encode_bytes(message: dict[str, Any]) -> bytes:
 
 def encode(message: dict[str, Any]) -> str:
     return encode_bytes(message).decode("utf-8")
+
+
+def encode_msgpack(message: dict[str, Any]) -> bytes:
+    """The binary form. Raises TypeError for values MessagePack cannot carry."""
+    return _MSGPACK_ENCODER.encode(message)
 
 
 def inference_request(request_id: str, data: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -122,10 +141,18 @@ def pong(status: str, request_id: str | None = None, **info: Any) -> dict[str, A
 # ---- decoding ----------------------------------------------------------------------------------
 
 
-def parse_envelope(frame: str | bytes, allowed_types: frozenset[str]) -> Message:
-    """Validate one incoming frame without decoding `data`. Raises BadRequestError."""
+def parse_envelope(frame: str | bytes, allowed_types: frozenset[str], *, binary: bool = False) -> Message:
+    """Validate one incoming frame without decoding `data`. Raises BadRequestError.
+
+    Text frames are JSON; binary frames are MessagePack, accepted only when `binary` (the connection
+    negotiated BINARY_SUBPROTOCOL)."""
     if not isinstance(frame, str):
-        raise BadRequestError("binary frames are not supported; send JSON text frames")
+        if not binary:
+            raise BadRequestError(
+                f"binary frames need the {BINARY_SUBPROTOCOL!r} WebSocket subprotocol; send JSON text frames "
+                "or negotiate it"
+            )
+        return _parse_msgpack_envelope(frame, allowed_types)
     try:
         envelope = _ENVELOPE_DECODER.decode(frame)
     except msgspec.ValidationError:
@@ -143,6 +170,20 @@ def parse_envelope(frame: str | bytes, allowed_types: frozenset[str]) -> Message
     return msg
 
 
+def _parse_msgpack_envelope(frame: bytes, allowed_types: frozenset[str]) -> Message:
+    try:
+        envelope = _MSGPACK_ENVELOPE_DECODER.decode(frame)
+    except msgspec.ValidationError as exc:
+        raise BadRequestError(f"message must be a MessagePack map: {exc}") from None
+    except (msgspec.DecodeError, UnicodeError) as exc:
+        raise BadRequestError(f"message is not valid MessagePack: {exc}") from None
+    except RecursionError:
+        raise BadRequestError(f"message is not valid MessagePack: nested deeper than {MAX_NESTING} levels") from None
+    msg = _validate(envelope, allowed_types, codec=MSGPACK)
+    msg.size = len(frame)
+    return msg
+
+
 def parse_message(frame: str | bytes, allowed_types: frozenset[str]) -> Message:
     """`parse_envelope` plus `decode_data`: the whole message, validated."""
     msg = parse_envelope(frame, allowed_types)
@@ -151,9 +192,19 @@ def parse_message(frame: str | bytes, allowed_types: frozenset[str]) -> Message:
     return msg
 
 
-def decode_data(raw: msgspec.Raw | bytes | str, *, request_id: str | None = None) -> dict[str, Any]:
-    """Materialise a request's `data` (already known to be a JSON object), within MAX_NESTING
+def decode_data(raw: msgspec.Raw | bytes | str, *, request_id: str | None = None, codec: str = JSON) -> dict[str, Any]:
+    """Materialise a request's `data` (already known to be an object/map), within MAX_NESTING
     levels and 64-bit integers."""
+    if codec == MSGPACK:
+        try:
+            data = _MSGPACK_ANY_DECODER.decode(raw)
+        except (msgspec.DecodeError, UnicodeError) as exc:
+            raise BadRequestError(f"'data' is not valid MessagePack: {exc}", request_id=request_id) from None
+        except RecursionError:
+            raise BadRequestError(f"'data' is nested deeper than {MAX_NESTING} levels", request_id=request_id) from None
+        # MessagePack has no integers beyond 64 bits; its binary payloads are single values.
+        check_values(data, (True, False), request_id=request_id)
+        return data
     try:
         data = _ANY_DECODER.decode(raw)
     except (msgspec.DecodeError, UnicodeError) as exc:
@@ -164,15 +215,36 @@ def decode_data(raw: msgspec.Raw | bytes | str, *, request_id: str | None = None
     return data
 
 
-def decode_members(raw: msgspec.Raw | bytes | str) -> dict[str, msgspec.Raw]:
-    """A JSON object's members, each still undecoded (the gateway splits `analyze` data with it)."""
-    return _MEMBERS_DECODER.decode(raw)
+def decode_members(raw: msgspec.Raw | bytes | str, codec: str = JSON) -> dict[str, msgspec.Raw]:
+    """An object's members, each still undecoded (the gateway splits `analyze` data with it)."""
+    return (_MSGPACK_MEMBERS_DECODER if codec == MSGPACK else _MEMBERS_DECODER).decode(raw)
+
+
+def encode_members(members: dict[str, Any], codec: str = JSON) -> bytes:
+    """An object from members that may be undecoded (msgspec.Raw of the same codec)."""
+    return _MSGPACK_ENCODER.encode(members) if codec == MSGPACK else _JSON_ENCODER.encode(members)
+
+
+def decode_value(raw: msgspec.Raw | bytes, codec: str = JSON) -> Any:
+    """One small member's value (session_id, ...). Raises msgspec.DecodeError."""
+    return (_MSGPACK_ANY_DECODER if codec == MSGPACK else _ANY_DECODER).decode(raw)
+
+
+def raw_value(value: Any, codec: str = JSON) -> msgspec.Raw:
+    """A value as an undecoded member, to splice into relayed data."""
+    return msgspec.Raw(_MSGPACK_ENCODER.encode(value) if codec == MSGPACK else _JSON_ENCODER.encode(value))
+
+
+def is_null(raw: msgspec.Raw, codec: str = JSON) -> bool:
+    first = memoryview(raw)[:1].tobytes()
+    return first == (bytes([_MSGPACK_NIL]) if codec == MSGPACK else b"n")
 
 
 def parse_reply(frame: str | bytes) -> dict[str, Any]:
-    """Parse a reply from a backend (client side). Raises `BadRequestError` if it is not a JSON object."""
+    """Parse a reply from a backend (client side): JSON text or MessagePack binary. Raises
+    `BadRequestError` if it is not an object with a string 'type'."""
     try:
-        obj = _ANY_DECODER.decode(frame)
+        obj = _ANY_DECODER.decode(frame) if isinstance(frame, str) else _MSGPACK_ANY_DECODER.decode(frame)
     except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
         raise BadRequestError(f"reply is not valid JSON: {exc}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
@@ -271,7 +343,7 @@ def _request_id_of(value: Any, required: bool) -> str | None:
     return value
 
 
-def _validate(envelope: _Envelope, allowed_types: frozenset[str]) -> Message:
+def _validate(envelope: _Envelope, allowed_types: frozenset[str], codec: str = JSON) -> Message:
     msg_type = envelope.type
     if not isinstance(msg_type, str):
         raise BadRequestError("missing field 'type' (a string)", request_id=_safe_request_id(envelope.request_id))
@@ -283,15 +355,22 @@ def _validate(envelope: _Envelope, allowed_types: frozenset[str]) -> Message:
             request_id=_safe_request_id(envelope.request_id),
         )
     if msg_type not in _REQUESTS_WITH_DATA:
-        return Message(msg_type, _safe_request_id(envelope.request_id))
+        return Message(msg_type, _safe_request_id(envelope.request_id), codec=codec)
     request_id = _request_id_of(envelope.request_id, required=True)
     raw = envelope.data
-    first = memoryview(raw)[:1].tobytes()
-    if first in (b"", b"n"):  # absent or null
-        raise BadRequestError("missing field 'data' (a JSON object)", request_id=request_id)
-    if first != b"{":
-        kind = type(_ANY_DECODER.decode(raw)).__name__
-        raise BadRequestError(f"field 'data' must be a JSON object, got {kind}", request_id=request_id)
+    if codec == MSGPACK:
+        first_byte = memoryview(raw)[:1].tobytes()
+        if first_byte in (b"", bytes([_MSGPACK_NIL])):
+            raise BadRequestError("missing field 'data' (a map)", request_id=request_id)
+        if first_byte[0] not in _MSGPACK_MAP_STARTS:
+            raise BadRequestError("field 'data' must be a map", request_id=request_id)
+    else:
+        first = memoryview(raw)[:1].tobytes()
+        if first in (b"", b"n"):  # absent or null
+            raise BadRequestError("missing field 'data' (a JSON object)", request_id=request_id)
+        if first != b"{":
+            kind = type(_ANY_DECODER.decode(raw)).__name__
+            raise BadRequestError(f"field 'data' must be a JSON object, got {kind}", request_id=request_id)
     return Message(
         msg_type,
         request_id,
@@ -299,6 +378,7 @@ def _validate(envelope: _Envelope, allowed_types: frozenset[str]) -> Message:
         model=envelope.model,
         session_owner=envelope.session_owner,
         trace_id=envelope.trace_id if valid_trace_id(envelope.trace_id) else None,
+        codec=codec,
     )
 
 

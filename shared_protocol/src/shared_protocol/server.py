@@ -85,6 +85,7 @@ class Peer:
     websocket: ServerConnection
     owner: str  # the namespace of its sessions: its token's identity, else this connection
     authenticated: bool
+    binary: bool = False  # negotiated messages.BINARY_SUBPROTOCOL: binary frames are MessagePack
     in_flight: int = 0
     pending_bytes: int = 0
     tasks: set[asyncio.Task] = field(default_factory=set)
@@ -143,6 +144,7 @@ class ProtocolServer:
             self.host,
             self.port,
             process_request=self._process_request,
+            select_subprotocol=_select_subprotocol,
             max_size=self.limits.max_message_size,
             max_queue=self.limits.ws_max_queue,
             ping_interval=self.limits.ping_interval,
@@ -198,7 +200,12 @@ class ProtocolServer:
     async def _serve_connection(self, websocket: ServerConnection) -> None:
         self.connections += 1
         identity = self.auth.identity(websocket.request.path, websocket.request.headers) if self.auth.enabled else None
-        peer = Peer(websocket, owner=identity or f"conn-{uuid.uuid4().hex[:16]}", authenticated=identity is not None)
+        peer = Peer(
+            websocket,
+            owner=identity or f"conn-{uuid.uuid4().hex[:16]}",
+            authenticated=identity is not None,
+            binary=websocket.subprotocol == messages.BINARY_SUBPROTOCOL,
+        )
         self._peers.add(peer)
         try:
             async for frame in websocket:
@@ -216,7 +223,9 @@ class ProtocolServer:
     async def _on_frame(self, peer: Peer, frame: str | bytes) -> None:
         admitted = self.admit_frame(peer, frame)
         if not isinstance(admitted, tuple):
-            await send_reply(peer.websocket, admitted)  # an immediate reply: error, refusal or pong
+            # An immediate reply (error, refusal or pong), in the form the frame came in.
+            codec = messages.MSGPACK if isinstance(frame, bytes) and peer.binary else messages.JSON
+            await send_reply(peer.websocket, admitted, codec)
             return
         msg, charge = admitted
         task = asyncio.create_task(self._answer(peer, msg, charge))
@@ -229,7 +238,7 @@ class ProtocolServer:
         """Parse and admit one frame: (request, its charge) to be answered by `answer`, or the
         immediate reply (a parse error, a refusal, a pong)."""
         try:
-            msg = messages.parse_envelope(frame, self.handler.allowed_types)
+            msg = messages.parse_envelope(frame, self.handler.allowed_types, binary=peer.binary)
         except ProtocolError as exc:
             return messages.error_message(exc.request_id, exc.code, exc.message)
         if msg.type not in REQUEST_TYPES:
@@ -286,7 +295,7 @@ class ProtocolServer:
 
     async def _answer(self, peer: Peer, msg: messages.Message, charge: int) -> None:
         try:
-            await send_reply(peer.websocket, await self.answer(peer, msg))
+            await send_reply(peer.websocket, await self.answer(peer, msg), msg.codec)
         finally:
             self._release(peer, charge)  # after the send: a drain waits for replies to go out
 
@@ -299,29 +308,36 @@ class ProtocolServer:
             self.idle.set()
 
 
-def encode_reply(reply: dict[str, Any] | bytes) -> bytes:
-    """The bytes of one reply. A reply that cannot be encoded (NaN, numpy types, lone surrogates)
-    is replaced by an `internal` error for the same request."""
+def encode_reply(reply: dict[str, Any] | bytes, codec: str = messages.JSON) -> bytes:
+    """The bytes of one reply. A reply that cannot be encoded (NaN in JSON, numpy types, lone
+    surrogates) is replaced by an `internal` error for the same request."""
     if isinstance(reply, bytes):
         return reply
+    encode = messages.encode_msgpack if codec == messages.MSGPACK else messages.encode_bytes
     try:
-        return messages.encode_bytes(reply)
+        return encode(reply)
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         request_id = reply.get("request_id")
-        logger.error("reply %r cannot be encoded as JSON: %s", request_id, exc)
+        logger.error("reply %r cannot be encoded: %s", request_id, exc)
         if not _encodable(request_id):
             request_id = None
-        return messages.encode_bytes(
+        return encode(
             messages.error_message(request_id, ErrorCode.INTERNAL, f"result cannot be encoded as JSON: {exc}")
         )
 
 
-async def send_reply(websocket, reply: dict[str, Any] | bytes) -> None:
-    """Send one reply as a text frame; a peer that is gone is not an error."""
+async def send_reply(websocket, reply: dict[str, Any] | bytes, codec: str = messages.JSON) -> None:
+    """Send one reply (a text frame, or a binary one in the binary form); a peer that is gone is
+    not an error."""
     try:
-        await websocket.send(encode_reply(reply), text=True)
+        await websocket.send(encode_reply(reply, codec), text=codec != messages.MSGPACK)
     except websockets.ConnectionClosed:
         logger.debug("peer gone before a reply could be sent")
+
+
+def _select_subprotocol(connection: ServerConnection, offered) -> str | None:
+    """The binary form when the client offers it; otherwise no subprotocol (JSON, the seed's)."""
+    return messages.BINARY_SUBPROTOCOL if messages.BINARY_SUBPROTOCOL in offered else None
 
 
 def _encodable(value: Any) -> bool:
