@@ -57,6 +57,10 @@ while :; do
     fi
     [ "$SECONDS" -lt "$deadline" ] || {
         "$DOCKER" stack ps --no-trunc "$STACK" >&2 || true
+        for service in $(awk '{print $1}' <<<"$pending"); do
+            log "last log lines of $service:"
+            "$DOCKER" service logs --no-trunc --tail 30 "$service" >&2 || true
+        done
         die "not every service healthy after ${TIMEOUT}s: $pending"
     }
     sleep 2
