@@ -10,12 +10,14 @@ import json
 import time
 from collections import Counter, defaultdict
 
+from prometheus_client import CollectorRegistry, generate_latest
+
 from support.controlled_backend import ControlledBackend
 from support.net import BackendProcess, connect_ws, free_port, http_get, serving, wait_ready
 from vigil_main.config import Config
 from vigil_main.discovery import Endpoint
 from vigil_main.gateway import Gateway
-from vigil_main.replicas import ReplicaPool
+from vigil_main.replicas import ReplicaCollector, ReplicaPool
 
 SESSIONS = 300
 REQUESTS_PER_SESSION = 10
@@ -121,6 +123,22 @@ def test_aggregate_status_is_degraded_while_one_replica_is_down() -> None:
                     assert reply.ok, reply
                     reply = await pool.request({"op": "echo"})
                     assert reply.ok, reply
+                reply = await pool.request({"op": "bad"}, session_key="s0")
+                assert reply.code == "bad_request"
+                # /metrics: counts per backend, in flight / requests / errors per replica.
+                registry = CollectorRegistry()
+                registry.register(ReplicaCollector({"eeg": pool}))
+                text = generate_latest(registry).decode()
+                live, dead = url.removeprefix("ws://"), f"127.0.0.1:{dead_port}"
+                for line in (
+                    'vigil_backend_replicas{backend="eeg",state="healthy"} 1.0',
+                    'vigil_backend_replicas{backend="eeg",state="total"} 2.0',
+                    f'vigil_replica_requests_total{{backend="eeg",replica="{live}"}} 41.0',
+                    f'vigil_replica_requests_total{{backend="eeg",replica="{dead}"}} 0.0',
+                    f'vigil_replica_in_flight{{backend="eeg",replica="{live}"}} 0.0',
+                    f'vigil_replica_errors_total{{backend="eeg",code="bad_request",replica="{live}"}} 1.0',
+                ):
+                    assert line in text, (line, text)
             finally:
                 await pool.close()
 

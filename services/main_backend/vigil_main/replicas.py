@@ -22,11 +22,12 @@ import contextlib
 import dataclasses
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from shared_protocol import BackendClient, ErrorCode, Reply, messages
 from shared_protocol.client import CLOSED, CONNECTED, CONNECTING, DOWN, RECONNECTING, BackendStatus
@@ -401,3 +402,41 @@ class ReplicaPool:
         if not reply.ok:
             replica.errors[reply.code or ErrorCode.INTERNAL.value] += 1
         return reply
+
+
+class ReplicaCollector:
+    """Prometheus collector for /metrics: replica counts per backend and, per replica, requests in
+    flight, requests sent and error replies by code (read from the pools at scrape time, so
+    replicas that come and go need no label bookkeeping).
+
+    Register once: `registry.register(ReplicaCollector(gateway.clients))`.
+    """
+
+    def __init__(self, pools: Mapping[str, ReplicaPool]) -> None:
+        self.pools = pools
+
+    def collect(self) -> Iterator[Metric]:
+        counts = GaugeMetricFamily(
+            "vigil_backend_replicas", "Replicas of a backend, by state", labels=["backend", "state"]
+        )
+        in_flight = GaugeMetricFamily(
+            "vigil_replica_in_flight", "Requests awaiting a reply, per replica", labels=["backend", "replica"]
+        )
+        requests = CounterMetricFamily(
+            "vigil_replica_requests", "Requests sent to a replica since it joined", labels=["backend", "replica"]
+        )
+        errors = CounterMetricFamily(
+            "vigil_replica_errors",
+            "Error replies of a replica since it joined, by code",
+            labels=["backend", "replica", "code"],
+        )
+        for name, pool in self.pools.items():
+            report = pool.replica_report()
+            for state in ("healthy", "connected", "total"):
+                counts.add_metric([name, state], report[state])
+            for replica_id, replica in report["replicas"].items():
+                in_flight.add_metric([name, replica_id], replica["in_flight"])
+                requests.add_metric([name, replica_id], replica["requests"])
+                for code, count in replica["errors_by_code"].items():
+                    errors.add_metric([name, replica_id, code], count)
+        yield from (counts, in_flight, requests, errors)
