@@ -35,9 +35,20 @@ class EEGBackend(BaseModelBackend):
         if self.settings.model_path:
             self.learned_model = TorchScriptModel(self.settings.model_path)
 
+    # ---- hot reload of the optional TorchScript model ------------------------------------------
+
+    def model_source(self) -> str | None:
+        return self.settings.model_path
+
+    def load_model(self, source: str) -> TorchScriptModel:
+        return TorchScriptModel(source)  # checks (and warms up) the module on a zero feature vector
+
+    def swap_model(self, loaded: TorchScriptModel) -> None:
+        self.learned_model = loaded  # sessions (buffers, baselines) are the pipeline's: they go on
+
     def model_info(self) -> dict[str, Any]:
         info = super().model_info()
-        info["learned_model"] = self.settings.model_path if self.learned_model else None
+        info["learned_model"] = self.learned_model.path if self.learned_model else None
         info["sessions"] = len(self.sessions)
         return info
 

@@ -40,11 +40,26 @@ class EmotionBackend(BaseModelBackend):
 
     def initialize_model(self) -> None:
         # Raises ModelLoadError with the reason; the base class then reports `unhealthy` with it.
-        classifier = ExpressionClassifier(self.settings.model_dir, self.settings.device)
-        self.analyzer = FrameAnalyzer(classifier, self.settings)
-        self.affect = AffectMapper(classifier.labels)
+        self.swap_model(self.load_model(self.settings.model_dir))
+
+    # ---- hot reload: any local AutoModelForImageClassification directory ------------------------
+
+    def model_source(self) -> str:
+        return self.settings.model_dir
+
+    def load_model(self, source: str) -> tuple[ExpressionClassifier, FrameAnalyzer, AffectMapper]:
+        # ExpressionClassifier runs one forward pass on a test image: the warm-up and the check.
+        classifier = ExpressionClassifier(source, self.settings.device)
+        return classifier, FrameAnalyzer(classifier, self.settings), AffectMapper(classifier.labels)
+
+    def swap_model(self, loaded: tuple[ExpressionClassifier, FrameAnalyzer, AffectMapper]) -> None:
+        classifier, analyzer, affect = loaded
+        if self.classifier is not None and classifier.labels != self.classifier.labels:
+            # Smoothed probabilities are per label: another label set cannot continue them.
+            logger.info("labels changed %s -> %s: smoothing restarts", self.classifier.labels, classifier.labels)
+            self.smoother.clear()
+        self.classifier, self.analyzer, self.affect = classifier, analyzer, affect
         self.device = str(classifier.device)
-        self.classifier = classifier
         logger.info(
             "loaded %s model from %s on %s, labels %s (valence/arousal %s)",
             classifier.model_type,

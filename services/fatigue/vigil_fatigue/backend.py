@@ -59,6 +59,22 @@ class FatigueBackend(BaseModelBackend):
         self.device = str(getattr(engine, "device", "cpu"))
         logger.info("landmark engine %s ready", engine.name)
 
+    # ---- hot reload of the converted weight directory (torch engine) -----------------------------
+
+    def model_source(self) -> str | None:
+        return self.settings.torch_weights_dir if self.settings.engine == "torch" else None
+
+    def load_model(self, source: str) -> LandmarkEngine:
+        if self.settings.engine != "torch":
+            raise RuntimeError("only the torch engine reloads its weights (engine is mediapipe)")
+        # The engine runs its models once on a blank frame when built: the warm-up.
+        return self._engine_factory(self.settings.model_copy(update={"torch_weights_dir": source}))
+
+    def swap_model(self, loaded: LandmarkEngine) -> None:
+        old, self.analyzer.engine = self.analyzer.engine, loaded  # sessions stay with the analyzer
+        self.device = str(getattr(loaded, "device", "cpu"))
+        old.close()
+
     def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
         request = parse_request(data, self.settings)
         return self.analyzer.analyze(request)
