@@ -10,14 +10,16 @@ import json
 import time
 from collections import Counter, defaultdict
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from shared_protocol import messages
 from support.controlled_backend import ControlledBackend
 from support.net import BackendProcess, connect_ws, free_port, http_get, serving, wait_ready
 from vigil_main.config import Config
 from vigil_main.discovery import Endpoint
 from vigil_main.gateway import Gateway
-from vigil_main.replicas import ReplicaCollector, ReplicaPool
+from vigil_main.replicas import ReplicaCollector, ReplicaPool, _with_reset
 
 SESSIONS = 300
 REQUESTS_PER_SESSION = 10
@@ -418,3 +420,16 @@ def test_a_restarted_replica_is_flagged_even_at_the_same_address() -> None:
         run(scenario())
     finally:
         proc.stop()
+
+
+@pytest.mark.parametrize("codec", [messages.JSON, messages.MSGPACK])
+def test_a_moved_session_is_sent_with_reset_session_in_either_codec(codec: str) -> None:
+    data = {"session_id": "cam0", "timestamp": 2.5, "eeg": {"data": [[1, 2], [3, 4]]}, "reset_session": False}
+    raw = messages.encode_members(data, codec)
+    _, kwargs = _with_reset(None, {"data_raw": raw, "codec": codec, "owner": "client-1"})
+    assert messages.decode_data(kwargs["data_raw"], codec=codec) == {**data, "reset_session": True}
+    assert kwargs["codec"] == codec and kwargs["owner"] == "client-1"  # everything else passed through
+    # Decoded data (the in-process form) gets the member too; a request already resetting is left alone.
+    assert _with_reset({"x": 1}, {})[0] == {"x": 1, "reset_session": True}
+    already = {"x": 1, "reset_session": True}
+    assert _with_reset(already, {})[0] is already
