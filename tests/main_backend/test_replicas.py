@@ -433,3 +433,27 @@ def test_a_moved_session_is_sent_with_reset_session_in_either_codec(codec: str) 
     assert _with_reset({"x": 1}, {})[0] == {"x": 1, "reset_session": True}
     already = {"x": 1, "reset_session": True}
     assert _with_reset(already, {})[0] is already
+
+
+def test_a_name_that_does_not_resolve_yet_is_retried_soon_then_used() -> None:
+    async def scenario():
+        backend = ControlledBackend()
+        async with serving(backend) as url:
+            dns = FakeDNS([port_of(url)])
+            dns.error = OSError("Name or service not known")  # compose: the backend starts after the gateway
+            pool = ReplicaPool("eeg", host="eeg", port=8769, resolve_interval=60, resolver=dns, **CLIENT_OPTIONS)
+            pool.start()
+            try:
+                await wait_for(lambda: dns.calls >= 3, what="resolution retried")
+                status = pool.status
+                assert status.state == "connecting" and "Name or service not known" in status.last_error
+                reply = await pool.request({"op": "echo"}, session_key="s")
+                assert reply.code == "unavailable" and "Name or service not known" in reply.error
+                dns.error = None
+                # Retried with backoff, not after resolve_interval (60 s): wait_for gives up at 10 s.
+                await wait_for(lambda: pool.ready, what="resolved and connected")
+                assert (await pool.request({"op": "echo"}, session_key="s")).ok
+            finally:
+                await pool.close()
+
+    run(scenario())

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_RESOLVE_INTERVAL = 5.0
 DEFAULT_SESSION_MEMORY = 100_000
 MIN_RESOLVE_GAP = 1.0  # wake() asks for a re-resolve; never more often than this
+INITIAL_RESOLVE_RETRY = 0.1  # seconds, doubling, while a name has not resolved yet
 DEGRADED = "degraded"  # some replicas connected, some not
 
 # Why a session moved (the text is shown to the client in `session_reset_reason`; no addresses).
@@ -217,10 +218,13 @@ class ReplicaPool:
         while True:
             await self.refresh()
             self._resolve_wake.clear()
-            gap = min(MIN_RESOLVE_GAP, self.resolve_interval)
+            interval = self.resolve_interval
+            if not self._replicas:  # nothing known yet (e.g. the service starts after us): back off from 0.1 s
+                interval = min(interval, INITIAL_RESOLVE_RETRY * 2 ** min(self._resolve_failures, 16))
+            gap = min(MIN_RESOLVE_GAP, interval)
             await asyncio.sleep(gap)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._resolve_wake.wait(), self.resolve_interval - gap)
+                await asyncio.wait_for(self._resolve_wake.wait(), interval - gap)
 
     def _apply(self, endpoints: list[Endpoint]) -> None:
         """Make the replica set equal `endpoints`: open clients for new ones, close vanished ones."""
