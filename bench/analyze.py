@@ -125,16 +125,25 @@ class Cell:
         return value + (f" ({self.errors} err)" if self.errors else "")
 
 
+async def open_connection(url: str, token: str | None, retry_s: float = 15.0):
+    """A client connection; a refused connect is retried for a while (a restarting proxy on a busy host)."""
+    deadline = time.monotonic() + retry_s
+    while True:
+        try:
+            return await connect(
+                url, max_size=WS_MAX_SIZE, compression=None, open_timeout=10, additional_headers=auth_headers(token)
+            )
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 async def run_cell(
     url: str, token: str | None, payloads: Payloads, kind: str, clients: int, seconds: float, run_id: str
 ) -> Cell:
     cell = Cell(kind, clients)
-    connections = [
-        await connect(
-            url, max_size=WS_MAX_SIZE, compression=None, open_timeout=10, additional_headers=auth_headers(token)
-        )
-        for _ in range(clients)
-    ]
+    connections = [await open_connection(url, token) for _ in range(clients)]
 
     async def client(index: int, ws, deadline: float | None, count: int | None, seq0: int) -> int:
         session = f"bench-{run_id}-{kind}-{clients}-{index}"
