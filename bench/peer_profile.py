@@ -92,7 +92,8 @@ def parse(lines: list[str]) -> list[tuple[str, list[str], int]]:
             thread = frames.pop(0)
         if frames and frames[0].startswith("process "):
             frames.pop(0)
-        stacks.append((thread, frames, int(count)))
+        if frames:  # a thread seen between frames (no Python stack) says nothing about where time goes
+            stacks.append((thread, frames, int(count)))
     return stacks
 
 

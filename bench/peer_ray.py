@@ -65,6 +65,7 @@ def main() -> None:
         include_dashboard=False,
         object_store_memory=75 * 1024 * 1024,
         _node_ip_address="127.0.0.1",
+        log_to_driver=False,  # replica logs stay in /tmp/ray/session_latest/logs, not in the table's output
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs its own handlers

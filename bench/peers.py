@@ -308,12 +308,22 @@ def ray_available(python: Path) -> str | None:
     return None
 
 
+def ray_log_name() -> str:
+    logs = sorted(Path(tempfile.gettempdir()).glob("vigil-peers-ray-*.log"), key=lambda p: p.stat().st_mtime)
+    return str(logs[-1]) if logs else "?"
+
+
 @contextlib.contextmanager
 def ray_peer(python: Path) -> Iterator[tuple[str, dict[str, int]]]:
     port = free_port()
-    proc = spawn([str(python), str(BENCH / "peer_ray.py"), "--port", str(port)], stdout=subprocess.PIPE)
+    log = tempfile.NamedTemporaryFile(prefix="vigil-peers-ray-", suffix=".log", delete=False)  # noqa: SIM115
+    proc = spawn([str(python), str(BENCH / "peer_ray.py"), "--port", str(port)], stdout=subprocess.PIPE, stderr=log)
     try:
-        wait_line(proc, "READY", 300)
+        try:
+            wait_line(proc, "READY", 300)
+        except (RuntimeError, TimeoutError):
+            print(Path(log.name).read_text()[-3000:], file=sys.stderr)
+            raise
         yield f"ws://127.0.0.1:{port}/", {"ray (all processes)": proc.pid}
     finally:
         stop(proc, timeout=60)
@@ -324,14 +334,16 @@ def ray_peer(python: Path) -> Iterator[tuple[str, dict[str, int]]]:
 
 @contextlib.contextmanager
 def py_spy(pids: dict[str, int], out: Path, rate: int, native: bool) -> Iterator[None]:
-    """py-spy record of each pid, written on SIGINT. Non-blocking (the target is never paused) unless
-    `native`: C frames (uvloop, msgspec, the kernel entry) need the target paused per sample."""
+    """py-spy record of each pid, written on SIGINT. Only samples of the thread holding the GIL (--gil):
+    py-spy's own idle test does not see a thread blocked in epoll or a queue, and these processes do
+    their work with the GIL held (uvloop polls without it). Non-blocking (the target is never paused)
+    unless `native`: C frames (uvloop, msgspec, syscalls) need the target paused per sample."""
     exe = Path(sys.executable).with_name("py-spy")
     exe = exe if exe.exists() else Path("py-spy")
     files = {name: out / f"{name}.collapsed" for name in pids}
     procs = [
         subprocess.Popen(
-            [str(exe), "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw"]
+            [str(exe), "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--gil"]
             + (["--native"] if native else ["--nonblocking"])
             + ["--threads", "--nolineno", "-o", str(files[name])],
             stdout=subprocess.DEVNULL,
@@ -374,6 +386,16 @@ def print_table(cells: list[Cell]) -> None:
         print(f"{c.peer:<6} {c.conc:>4} {c.p50:>8.3f} {c.p99:>8.3f} {c.rps:>8.0f} {c.count:>9} {c.errors:>6}  {cpu}")
 
 
+def server_cpu(cell: Cell) -> float:
+    return sum(ms for name, ms in cell.cpu_ms.items() if name != "client")
+
+
+def ceiling(cell: Cell, cores: int) -> float:
+    """Requests/s the machine could serve if every core ran only this peer and its client: a
+    throughput figure that other load on a shared machine does not move (much)."""
+    return cores * 1000 / sum(cell.cpu_ms.values())
+
+
 def ratio_lines(cells: list[Cell], concs: list[int]) -> list[str]:
     by = {(c.peer, c.conc): c for c in cells}
     lo, hi = min(concs), max(concs)
@@ -401,6 +423,18 @@ def ratio_lines(cells: list[Cell], concs: list[int]) -> list[str]:
         out.append(
             f"vigil conc {hi} req/s / ray        = {x:6.1f}x  (goal >= {GOAL_VS_RAY}x: "
             f"{'met' if x >= GOAL_VS_RAY else 'not met'})"
+        )
+    if v_hi and f_hi:
+        v_cpu, f_cpu = server_cpu(v_hi), server_cpu(f_hi)
+        out.append(
+            f"server CPU per request at conc {hi}: vigil {v_cpu:.3f} ms (gateway + backend), floor {f_cpu:.3f} ms "
+            f"= {v_cpu / f_cpu:.1f}x"
+        )
+        cores = os.cpu_count() or 1
+        out.append(
+            f"CPU-bound ceiling on {cores} idle cores (cores / CPU ms per request, client included): "
+            + ", ".join(f"{c.peer} {ceiling(c, cores):.0f} req/s" for c in (f_hi, v_hi, r_hi) if c)
+            + f"; vigil/floor {ceiling(v_hi, cores) / ceiling(f_hi, cores):.3f}"
         )
     if v_lo and r_lo:
         out.append(f"vigil conc {lo} req/s / ray        = {v_lo.rps / r_lo.rps:6.1f}x")
@@ -461,7 +495,7 @@ def main() -> int:
                 continue
             started = time.monotonic()
             with ray_peer(ray_python) as (url, procs):
-                notes.append(f"ray: started in {time.monotonic() - started:.0f} s")
+                notes.append(f"ray: started in {time.monotonic() - started:.0f} s (its log: {ray_log_name()})")
                 cells += [measure("ray", url, None, "inference_response", n, procs, args) for n in concs]
     print()
     print_table(cells)
