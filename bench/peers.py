@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -265,10 +267,11 @@ def floor_peer() -> Iterator[tuple[str, dict[str, int]]]:
 
 
 @contextlib.contextmanager
-def vigil_peer(log_level: str) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
+def vigil_peer(log_level: str, log_path: Path) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
+    """Gateway + backend; their logs (both) go to `log_path`, as a container's go to its log file."""
     backend_port, gateway_port = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(SHARED_SRC), "PYTHONUNBUFFERED": "1"}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, log_path.open("ab") as log:
         cfg = Path(tmp) / "models.yaml"
         cfg.write_text(
             f"main_backend:\n  host: 127.0.0.1\n  port: {gateway_port}\n"
@@ -279,6 +282,8 @@ def vigil_peer(log_level: str) -> Iterator[tuple[str, subprocess.Popen, subproce
             [sys.executable, str(CONTROLLED_BACKEND), "--host", "127.0.0.1", "--port", str(backend_port)]
             + ["--log-level", log_level],
             env=env,
+            stdout=log,
+            stderr=log,
         )
         gateway = None
         try:
@@ -287,6 +292,8 @@ def vigil_peer(log_level: str) -> Iterator[tuple[str, subprocess.Popen, subproce
                 [sys.executable, "main.py", "--config", str(cfg), "--log-level", log_level],
                 cwd=MAIN_BACKEND,
                 env=env,
+                stdout=log,
+                stderr=log,
             )
             wait_http(f"http://127.0.0.1:{gateway_port}/readyz", 30)
             yield f"ws://127.0.0.1:{gateway_port}", gateway, backend
@@ -455,6 +462,7 @@ def main() -> int:
     parser.add_argument("--payload", type=int, default=1024, help="bytes of payload in `data` (default 1024)")
     parser.add_argument("--ray-python", type=Path, default=REPO / ".venv-ray" / "bin" / "python")
     parser.add_argument("--log-level", default="WARNING", help="vigil processes' log level (default WARNING)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the cells and ratios here (JSON)")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the vigil processes into this folder")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
     parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
@@ -476,7 +484,9 @@ def main() -> int:
             with floor_peer() as (url, procs):
                 cells += [measure("floor", url, None, "inference_request", n, procs, args) for n in concs]
         elif peer == "vigil":
-            with vigil_peer(args.log_level) as (url, gateway, backend):
+            log_path = Path(tempfile.gettempdir()) / f"vigil-peers-vigil-{os.getpid()}.log"
+            notes.append(f"vigil: log level {args.log_level}, logs in {log_path}")
+            with vigil_peer(args.log_level, log_path) as (url, gateway, backend):
                 pids = {"gateway": gateway.pid, "backend": backend.pid}
                 cells += [measure("vigil", url, "bench", "inference_response", n, pids, args) for n in concs]
                 if args.profile is not None:
@@ -505,6 +515,16 @@ def main() -> int:
     for note in notes:
         print(note)
     print(f"load average after: {load_average()}")
+    if args.json is not None:
+        record = {
+            "cores": os.cpu_count(),
+            "load_average_after": load_average(),
+            "payload_bytes": args.payload,
+            "cells": [dataclasses.asdict(c) for c in cells],
+            "ratios": ratio_lines(cells, concs),
+            "notes": notes,
+        }
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
     if args.profile is not None:
         for name in ("gateway", "backend"):
             path = args.profile / f"{name}.collapsed"
