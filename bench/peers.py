@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -287,15 +288,20 @@ def vigil_peer(log_level: str, log_path: Path) -> Iterator[tuple[str, subprocess
         )
         gateway = None
         try:
-            wait_http(f"http://127.0.0.1:{backend_port}/readyz", 30)
-            gateway = spawn(
-                [sys.executable, "main.py", "--config", str(cfg), "--log-level", log_level],
-                cwd=MAIN_BACKEND,
-                env=env,
-                stdout=log,
-                stderr=log,
-            )
-            wait_http(f"http://127.0.0.1:{gateway_port}/readyz", 30)
+            try:
+                wait_http(f"http://127.0.0.1:{backend_port}/readyz", 30)
+                gateway = spawn(
+                    [sys.executable, "main.py", "--config", str(cfg), "--log-level", log_level],
+                    cwd=MAIN_BACKEND,
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                )
+                wait_http(f"http://127.0.0.1:{gateway_port}/readyz", 30)
+            except TimeoutError:
+                log.flush()
+                print(log_path.read_text(errors="replace")[-3000:], file=sys.stderr)
+                raise
             yield f"ws://127.0.0.1:{gateway_port}", gateway, backend
         finally:
             if gateway is not None:
@@ -346,7 +352,11 @@ def py_spy(pids: dict[str, int], out: Path, rate: int, native: bool) -> Iterator
     their work with the GIL held (uvloop polls without it). Non-blocking (the target is never paused)
     unless `native`: C frames (uvloop, msgspec, syscalls) need the target paused per sample."""
     exe = Path(sys.executable).with_name("py-spy")
-    exe = exe if exe.exists() else Path("py-spy")
+    if not exe.exists():
+        found = shutil.which("py-spy")
+        if found is None:
+            raise SystemExit("--profile needs py-spy: .venv/bin/python -m pip install py-spy==0.4.3")
+        exe = Path(found)
     files = {name: out / f"{name}.collapsed" for name in pids}
     procs = [
         subprocess.Popen(
