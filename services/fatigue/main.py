@@ -1,20 +1,19 @@
-"""Entry point: python main.py --host H --port P (port 8767)."""
+"""Entry point: python main.py --host H --port P (port 8767) [--config fatigue.yaml] [--<setting> VALUE ...]"""
 
 from __future__ import annotations
 
 import sys
 
-from shared_protocol.cli import build_arg_parser, common_backend_kwargs, configure_logging, run_backend
+from shared_protocol.cli import configure_logging, run_backend
+from shared_protocol.settings import load_settings
 from vigil_fatigue.backend import FatigueBackend
 from vigil_fatigue.settings import FatigueSettings
 
 
-def main() -> int:
-    parser = build_arg_parser("vigil fatigue backend (MediaPipe Face Mesh)", default_port=8767)
-    args = parser.parse_args()
-    configure_logging(args.log_level)
-    settings = FatigueSettings.from_env()  # VIGIL_FATIGUE_* overrides, see vigil_fatigue/settings.py
-    backend = FatigueBackend(args.host, args.port, settings=settings, **common_backend_kwargs(args))
+def main(argv: list[str] | None = None) -> int:
+    settings = load_settings(FatigueSettings, argv)  # exits with code 2 on a bad value
+    configure_logging(settings.log_level, settings.log_format, service="fatigue")
+    backend = FatigueBackend(settings.host, settings.port, settings=settings, **settings.backend_kwargs())
     return run_backend(backend)
 
 

@@ -56,9 +56,7 @@ def faces(fatigue_weights) -> tuple[np.ndarray, np.ndarray]:
     from vigil_fatigue.settings import FatigueSettings
     from vigil_fatigue.torch_engine.factory import torch_engine_factory
 
-    engine = torch_engine_factory(
-        FatigueSettings(engine="torch", torch_weights_dir=str(fatigue_weights), torch_device="cpu")
-    )
+    engine = torch_engine_factory(FatigueSettings(engine="torch", torch_weights_dir=str(fatigue_weights), device="cpu"))
     try:
         opened = images.astronaut_bgr()
         found = engine.detect([opened])[0]

@@ -26,9 +26,7 @@ INPUTS = {"fatigue": ["image"], "emotion": ["image"], "eeg": ["eeg"]}
 class StackThread(threading.Thread):
     def __init__(self, fatigue_weights: Path, emotion_model: Path) -> None:
         super().__init__(name="vigil-stack", daemon=True)
-        self.fatigue_settings = FatigueSettings(
-            engine="torch", torch_weights_dir=str(fatigue_weights), torch_device="cpu"
-        )
+        self.fatigue_settings = FatigueSettings(engine="torch", torch_weights_dir=str(fatigue_weights), device="cpu")
         self.emotion_settings = EmotionSettings(model_dir=str(emotion_model), device="cpu")
         self.url: str | None = None
         self.error: BaseException | None = None

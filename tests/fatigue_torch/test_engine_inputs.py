@@ -84,7 +84,7 @@ def test_factory_uses_service_settings(weights_dir, astronaut):
     settings = FatigueSettings(
         engine="torch",
         torch_weights_dir=str(weights_dir),
-        torch_device="cpu",
+        device="cpu",
         max_faces=2,
         min_detection_confidence=0.6,
     )

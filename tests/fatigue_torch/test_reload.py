@@ -36,7 +36,7 @@ def _wait(client: BackendTestClient) -> dict:
 
 
 def _backend(weights) -> FatigueBackend:
-    settings = FatigueSettings(engine="torch", torch_weights_dir=str(weights), torch_device="cpu")
+    settings = FatigueSettings(engine="torch", torch_weights_dir=str(weights), device="cpu")
     return FatigueBackend("127.0.0.1", 0, settings=settings)
 
 

@@ -37,7 +37,7 @@ def _request(i, data):
 
 
 def _serve(weights_dir, frames, pipelined: bool):
-    settings = FatigueSettings(engine="torch", torch_weights_dir=str(weights_dir), torch_device="cpu")
+    settings = FatigueSettings(engine="torch", torch_weights_dir=str(weights_dir), device="cpu")
     kwargs = {"max_batch_size": 8, "max_queue_delay_ms": 200} if pipelined else {}
     backend = FatigueBackend("127.0.0.1", 0, settings=settings, **kwargs)
 

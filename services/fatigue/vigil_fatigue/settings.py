@@ -1,23 +1,31 @@
-"""Service settings: limits, engine options and the fatigue thresholds with their sources.
+"""Fatigue service settings: the common service settings plus limits, engine options and the
+fatigue thresholds with their sources.
 
-Every field can be overridden from the environment as `VIGIL_FATIGUE_<FIELD NAME IN UPPER CASE>`,
-e.g. `VIGIL_FATIGUE_PERCLOS_WINDOW_S=30`. (The main backend reads `VIGIL_FATIGUE_HOST/PORT/...`
-in *its* container to find this service; none of those names is a field here.)
+Sources, lowest priority first (shared_protocol.settings): defaults, a YAML file (`--config` or
+`VIGIL_FATIGUE_CONFIG`), `VIGIL_FATIGUE_<FIELD>` env vars (e.g. `VIGIL_FATIGUE_PERCLOS_WINDOW_S=30`),
+flags `--<field-name>`. Any bad value exits with code 2 naming the setting.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
+
+from shared_protocol.settings import ServiceSettings, service_config
 
 ENV_PREFIX = "VIGIL_FATIGUE_"
+DEFAULT_PORT = 8767
 
 
-class FatigueSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class FatigueSettings(ServiceSettings):
+    model_config = service_config("FATIGUE")
+    legacy_env: ClassVar[dict[str, str]] = {
+        **ServiceSettings.legacy_env,
+        "VIGIL_FATIGUE_TORCH_DEVICE": "device",
+    }
+
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="port to bind")
 
     # ---- input limits ------------------------------------------------------------------------
     max_image_bytes: int = Field(8 * 1024 * 1024, gt=0)  # decoded JPEG/PNG bytes
@@ -35,7 +43,9 @@ class FatigueSettings(BaseModel):
     # mediapipe package (requirements-mediapipe*.txt), which the host venv has and the image not.
     engine: Literal["mediapipe", "torch"] = "mediapipe"
     torch_weights_dir: str = "/opt/vigil/models/face_mesh_torch"  # convert_tflite.py --out
-    torch_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")  # auto: CUDA when available
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="torch engine: auto (CUDA when available), cpu, cuda:N"
+    )
     # Torch engine: refine the eye region with MediaPipe's iris model (iris_landmark.tflite, converted
     # like the others): 71 eye-contour points per eye replace the mesh's, + 5 iris points per eye.
     # The plain mesh's eyelids barely move when the eyes close (EAR 0.30 open vs 0.20 shut on the
@@ -154,17 +164,3 @@ class FatigueSettings(BaseModel):
         if self.blink_max_s > self.microsleep_min_s:
             raise ValueError("blink_max_s must not exceed microsleep_min_s")
         return self
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> FatigueSettings:
-        """Defaults overridden by `VIGIL_FATIGUE_<FIELD>` variables; unknown fields are ignored."""
-        environ = os.environ if environ is None else environ
-        overrides = {}
-        for name in cls.model_fields:
-            value = environ.get(ENV_PREFIX + name.upper())
-            if value is not None:
-                overrides[name] = value
-        try:
-            return cls.model_validate(overrides, strict=False)
-        except ValidationError as exc:
-            raise ValueError(f"bad {ENV_PREFIX}* setting: {exc}") from exc

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared_protocol.limits import (
+    DEFAULT_BACKEND_MAX_IN_FLIGHT_PER_CONNECTION,
     DEFAULT_GRACE_PERIOD,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
@@ -47,7 +48,9 @@ class BackendConfig(BaseModel):
     # vigil additions.
     required: bool = Field(default=False, description="/readyz is 503 until this backend is connected")
     inputs: list[str] | None = Field(default=None, description="payload keys of `analyze` this backend uses")
-    max_in_flight: int = Field(default=256, ge=1, description="per replica")
+    max_in_flight: int = Field(
+        default=DEFAULT_BACKEND_MAX_IN_FLIGHT_PER_CONNECTION, ge=1, description="requests in flight per replica"
+    )
     # Replicas (vigil_main.replicas): every address `host` resolves to is one replica, unless
     # `endpoints` lists them ("host" or "host:port", port defaulting to `port`).
     endpoints: list[str] = Field(default_factory=list, description="explicit replicas; env: comma-separated")

@@ -35,7 +35,7 @@ from .config import Config
 from .dashboard import dashboard_endpoints
 from .fusion import fuse
 from .metrics import GatewayMetrics
-from .replicas import ReplicaPool
+from .replicas import ReplicaCollector, ReplicaPool
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class Gateway:
         self.config = config
         self.metrics = GatewayMetrics()
         self.clients: dict[str, ReplicaPool] = {}
+        self.metrics.registry.register(ReplicaCollector(self.clients))  # per-replica in flight, errors
         if api_tokens is None:
             api_tokens = parse_tokens(os.environ.get("VIGIL_API_TOKENS"))
         self.auth = TokenAuth(api_tokens)
@@ -412,15 +413,14 @@ def _members(msg: messages.Message) -> dict[str, msgspec.Raw] | Reply:
         return Reply.failure(ErrorCode.BAD_REQUEST, f"'data' is not a valid object: {exc}")
 
 
-def _session_id(members: dict[str, msgspec.Raw], codec: str) -> str | None:
-    """The client's session id as routing key (validated by the backend, which owns the rule)."""
+def _session_id(members: dict[str, msgspec.Raw], codec: str) -> str:
+    """The client's session id as routing key (validated by the backend, which owns the rule).
+    Absent or null is the default session, which backends keep state for like any other."""
     raw = members.get("session_id")
     if raw is None:
-        return None
+        return DEFAULT_SESSION_ID
     try:
         value = messages.decode_value(raw, codec)
     except msgspec.DecodeError:
-        return None
-    if value is None:
-        return None
+        return DEFAULT_SESSION_ID
     return value if isinstance(value, str) and value else DEFAULT_SESSION_ID

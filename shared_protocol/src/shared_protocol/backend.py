@@ -508,9 +508,7 @@ class BaseModelBackend(abc.ABC):
         if self.reload_state.phase == ReloadPhase.LOADING:
             raise ReloadRefused(f"a reload of {self.reload_state.target} is already running")
         if args.path is not None:
-            root = self.model_repository or (
-                str(_parent(self.loaded_model_path)) if self.loaded_model_path else None
-            )
+            root = self.model_repository or (str(_parent(self.loaded_model_path)) if self.loaded_model_path else None)
             if root is None or not inside(args.path, root):
                 raise ReloadRefused(f"path {args.path!r} is outside the model repository {root!r}")
             return args.path

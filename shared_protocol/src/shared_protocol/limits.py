@@ -17,7 +17,10 @@ MAX_NESTING = 32  # levels of arrays/objects inside a request's `data`
 
 # ---- connections -------------------------------------------------------------------------------
 DEFAULT_MAX_CONNECTIONS = 256  # open WebSocket connections per process; more get HTTP 503 at the handshake
-DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION = 64  # requests admitted and not yet answered, per connection
+DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION = 64  # requests admitted and not yet answered, per client connection
+# A model backend's peer is the main backend, which multiplexes every client on one connection per
+# replica: its cap per connection matches what the main backend keeps in flight per replica.
+DEFAULT_BACKEND_MAX_IN_FLIGHT_PER_CONNECTION = 256
 
 # ---- byte budgets (bytes charged by admitted, unanswered requests) -----------------------------
 DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION = 64 * MiB

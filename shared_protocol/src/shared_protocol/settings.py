@@ -39,10 +39,10 @@ from pydantic_settings import (
 
 from .auth import parse_tokens
 from .limits import (
+    DEFAULT_BACKEND_MAX_IN_FLIGHT_PER_CONNECTION,
     DEFAULT_GRACE_PERIOD,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_PENDING_BYTES,
     DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION,
@@ -113,7 +113,9 @@ class ServiceSettings(BaseSettings):
     )
     max_connections: int = Field(DEFAULT_MAX_CONNECTIONS, ge=1, description="open connections; more get HTTP 503")
     max_in_flight_per_connection: int = Field(
-        DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION, ge=1, description="unanswered requests per connection"
+        DEFAULT_BACKEND_MAX_IN_FLIGHT_PER_CONNECTION,
+        ge=1,
+        description="unanswered requests per connection (the main backend multiplexes all clients on one)",
     )
     max_pending_bytes: int = Field(
         DEFAULT_MAX_PENDING_BYTES, ge=1024, description="bytes of unanswered requests in the process"

@@ -12,7 +12,7 @@ def torch_engine_factory(settings) -> TorchLandmarkEngine:
         raise ValueError("face_detection_model: the torch engine ports the short-range detector (0) only")
     return TorchLandmarkEngine(
         Path(settings.torch_weights_dir),
-        device=settings.torch_device,
+        device=settings.device,
         max_faces=settings.max_faces,
         min_detection_confidence=settings.min_detection_confidence,
         refine_eyes=settings.torch_refine_eyes,
