@@ -113,6 +113,35 @@ def check(root: Path, name: str, port: int) -> None:
         raise ScaffoldError(f"port {port} is already used by another service")
 
 
+# Every image runs these besides shared_protocol's own dependencies: the event loop, the thread
+# budget, the build backend of the vendored package, and pydantic (under pydantic-settings).
+RUNTIME_EXTRAS = ("pydantic", "uvloop", "threadpoolctl", "setuptools")
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def shared_pins(root: Path) -> str:
+    """`name==version` lines for shared_protocol's dependencies and the runtime extras, pinned as the
+    existing services pin them (eeg first), so a new service stays in step with the others."""
+    pyproject = (root / "shared_protocol" / "pyproject.toml").read_text()
+    deps_block = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
+    names = [re.split(r"[<>=!~; \[]", d, maxsplit=1)[0] for d in re.findall(r'"([^"]+)"', deps_block)]
+    names += [n for n in RUNTIME_EXTRAS if _norm(n) not in {_norm(x) for x in names}]
+    pins: dict[str, str] = {}
+    sources = [root / "services" / "eeg" / "requirements.in", *sorted(root.glob("services/*/requirements.in"))]
+    for source in sources:
+        for line in source.read_text().splitlines():
+            match = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)", line.strip())
+            if match:
+                pins.setdefault(_norm(match.group(1)), line.strip())
+    missing = [n for n in names if _norm(n) not in pins]
+    if missing:
+        raise ScaffoldError(f"no service pins {missing}: cannot write a pinned requirements.in")
+    return "\n".join(pins[_norm(n)] for n in names) + "\n"
+
+
 def render(text: str, values: dict[str, str]) -> str:
     for key, value in values.items():
         text = text.replace(key, value)
@@ -128,6 +157,7 @@ def scaffold(root: Path, name: str, port: int, framework: str, lock: bool = True
         "__PKG__": f"vigil_{name}",
         "__PORT__": str(port),
         "__FRAMEWORK__": framework,
+        "__SHARED_PINS__": shared_pins(root),
         **FRAMEWORKS[framework],
     }
     saved = {path: path.read_text() for path in (root / "config" / "models.yaml", root / "compose.yaml")}
