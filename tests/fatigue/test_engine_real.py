@@ -83,6 +83,8 @@ def test_several_faces_counted_and_largest_analysed(engine, settings, astronaut_
     assert reply["face_count"] == 2
     assert reply["eyes_closed"] is False
     assert reply["face_box"]["x"] < 370  # the big face on the left
+    contour = reply["eye_contours"]["left"]  # eyelid outline in frame pixels, inside the face box
+    assert len(contour) == 16 and all(reply["face_box"]["x"] <= x <= 370 for x, _ in contour)
 
 
 @pytest.mark.parametrize("scale", [0.5, 2.0])

@@ -131,3 +131,17 @@ def test_a_session_keeps_one_clock(analyzer):
         analyzer.analyze(_frame("a", "s", None))
     # Starting over may switch clocks.
     assert analyzer.analyze(_frame("a", "s", None, reset_session=True))["timestamp_source"] == "server"
+
+
+def test_frames_without_timestamp_are_timed_at_arrival(analyzer):
+    """A server-timed frame gets the time it reached the server (RequestData.received_at), not the
+    time a worker got to it: frames that waited in a queue keep their real spacing."""
+    analyzer._clock = lambda: 999.0  # the analysis time must not be used when the arrival is known
+
+    def arrived(at):
+        request = _frame("o", "t", None)
+        return type(request)(**{**request.__dict__, "received_at": at})
+
+    first = analyzer.analyze(arrived(100.0))
+    second = analyzer.analyze(arrived(100.5))
+    assert first["timestamp_source"] == "server" and (first["timestamp"], second["timestamp"]) == (100.0, 100.5)

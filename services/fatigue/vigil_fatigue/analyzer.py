@@ -12,7 +12,7 @@ from shared_protocol.errors import BadRequestError
 
 from .engine import FaceLandmarks, LandmarkEngine
 from .gaze import Gaze
-from .geometry import FaceGeometry, measure_face
+from .geometry import LEFT_EYE_CONTOUR, RIGHT_EYE_CONTOUR, FaceGeometry, measure_face
 from .request import FatigueRequest
 from .scoring import assess
 from .session import FrameObservation, SessionTracker
@@ -47,7 +47,7 @@ class FatigueAnalyzer:
             if request.reset_session:
                 self.sessions.reset(request.session_key)
             tracker = self.sessions.get(request.session_key)
-            timestamp, source = self._frame_time(tracker, request.timestamp)
+            timestamp, source = self._frame_time(tracker, request.timestamp, request.received_at)
             verdict = tracker.observe(_observation(timestamp, geometry))
             metrics = tracker.metrics()
         assessment = assess(metrics, self.settings)
@@ -74,9 +74,12 @@ class FatigueAnalyzer:
             reply["warning"] = verdict.warning
         return _json_ready(reply)
 
-    def _frame_time(self, tracker: SessionTracker, client_timestamp: float | None) -> tuple[float, str]:
+    def _frame_time(
+        self, tracker: SessionTracker, client_timestamp: float | None, received_at: float | None = None
+    ) -> tuple[float, str]:
         """The frame's time on the session's clock: the client's timestamp, or without one the
-        server's clock when the frame is analysed (monotonic, strictly increasing per session).
+        server's clock when the frame arrived (when analysed, for in-process calls; monotonic,
+        strictly increasing per session).
         A session keeps the clock of its first frame: mixing two clocks would make its windows
         meaningless. Call with the sessions lock held."""
         source = TIMESTAMP_SERVER if client_timestamp is None else TIMESTAMP_CLIENT
@@ -89,7 +92,7 @@ class FatigueAnalyzer:
         tracker.timestamp_source = source
         if client_timestamp is not None:
             return client_timestamp, source
-        now = self._clock()
+        now = received_at if received_at is not None else self._clock()
         if tracker.last_timestamp is not None:
             now = max(now, tracker.last_timestamp + _SERVER_TICK_S)
         return now, source
@@ -120,6 +123,7 @@ def _face_fields(face: FaceLandmarks | None, geometry: FaceGeometry | None) -> d
             "mar": None,
             "head_pose": None,
             "gaze": None,
+            "eye_contours": None,
         }
     x, y, w, h = face.box
     pose = geometry.head_pose
@@ -133,6 +137,11 @@ def _face_fields(face: FaceLandmarks | None, geometry: FaceGeometry | None) -> d
         "mar": geometry.mar,
         "head_pose": None if pose is None else {"pitch": pose.pitch, "yaw": pose.yaw, "roll": pose.roll},
         "gaze": _gaze_fields(geometry.gaze),
+        # Eyelid outlines in frame pixels (16 points per eye), for overlays such as the dashboard's.
+        "eye_contours": {
+            "right": np.round(face.points[list(RIGHT_EYE_CONTOUR), :2], 1).tolist(),
+            "left": np.round(face.points[list(LEFT_EYE_CONTOUR), :2], 1).tolist(),
+        },
     }
 
 

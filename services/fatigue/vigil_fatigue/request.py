@@ -24,6 +24,7 @@ class FatigueRequest:
     timestamp: float | None  # client seconds; None when the client sent none (server time is used)
     frame: np.ndarray | None  # BGR; None only for a reset without an image
     owner: str = LOCAL_OWNER  # whose session (set by the server from the connection)
+    received_at: float | None = None  # server's monotonic clock when the request arrived
 
     @property
     def session_key(self) -> SessionKey:
@@ -34,6 +35,8 @@ def parse_request(data: object, settings: FatigueSettings) -> FatigueRequest:
     fields = common_fields(data)  # BadRequestError for a non-object `data` or a bad common field
     image = data.get("image")
     if fields.reset_session and image is None:
-        return FatigueRequest(fields.session_id, True, fields.timestamp, None, fields.owner)  # reset only
+        return FatigueRequest(fields.session_id, True, fields.timestamp, None, fields.owner, fields.received_at)
     frame = decode_image_b64(image, field="image", max_bytes=settings.max_image_bytes, max_side=settings.max_image_side)
-    return FatigueRequest(fields.session_id, fields.reset_session, fields.timestamp, frame, fields.owner)
+    return FatigueRequest(
+        fields.session_id, fields.reset_session, fields.timestamp, frame, fields.owner, fields.received_at
+    )

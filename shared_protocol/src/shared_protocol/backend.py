@@ -613,7 +613,8 @@ class BaseModelBackend(abc.ABC):
         inputs: list[RequestData] = []
         for i, item in enumerate(batch):
             try:
-                inputs.append(RequestData(messages.decode_data(item.payload, codec=item.codec), item.owner))
+                data = messages.decode_data(item.payload, codec=item.codec)
+                inputs.append(RequestData(data, item.owner, item.received_at))
                 valid.append(i)
             except BadRequestError as exc:
                 outcomes[i] = exc

@@ -28,13 +28,16 @@ LOCAL_OWNER = "local"
 
 
 class RequestData(dict):
-    """A request's `data` plus the owner of its sessions (set by the server, never by the client)."""
+    """A request's `data` plus what the server knows about it (never set by the client): the owner
+    of its sessions, and when it arrived (time.monotonic(), for services that time frames that came
+    without a timestamp)."""
 
-    __slots__ = ("owner",)
+    __slots__ = ("owner", "received_at")
 
-    def __init__(self, data: Mapping[str, Any], owner: str = LOCAL_OWNER) -> None:
+    def __init__(self, data: Mapping[str, Any], owner: str = LOCAL_OWNER, received_at: float | None = None) -> None:
         super().__init__(data)
         self.owner = owner
+        self.received_at = received_at
 
 
 def owner_of(data: Mapping[str, Any]) -> str:
@@ -47,6 +50,7 @@ class CommonFields:
     session_id: str
     timestamp: float | None  # None when the client sent none
     reset_session: bool
+    received_at: float | None = None  # server's monotonic clock at arrival, when a server received it
 
     @property
     def session_key(self) -> tuple[str, str]:
@@ -62,6 +66,7 @@ def common_fields(data: Mapping[str, Any]) -> CommonFields:
         session_id=session_id_field(data.get("session_id")),
         timestamp=timestamp_field(data.get("timestamp")),
         reset_session=reset_session_field(data.get("reset_session")),
+        received_at=getattr(data, "received_at", None),
     )
 
 
