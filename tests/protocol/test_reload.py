@@ -261,3 +261,26 @@ def test_reload_under_load_every_request_answered_once_and_versions_move_forward
         for r in replies:  # each reply computed by the version it names
             assert r["data"]["y"] == versions.index(r["model_version"]) + 1.0
     assert any(versions.index(r["model_version"]) == 1 for replies in per_client for r in replies)
+
+
+def test_operator_command_reloads_and_reports(tmp_path, capsys):
+    from shared_protocol.reload import main
+
+    v1 = write_model(tmp_path / "v1", [1.0])
+    v2 = write_model(tmp_path / "v2", [5.0])
+    corrupt = write_model(tmp_path / "corrupt", [1.0])
+    (corrupt / "weights.json").write_text("[")
+    backend = LinearBackend(v1)
+
+    async def scenario():
+        async with serving(backend) as url:
+            await wait_ready(backend)
+            loop = asyncio.get_running_loop()
+            ok = await loop.run_in_executor(None, main, ["--url", url, "--path", str(v2)])
+            failed = await loop.run_in_executor(None, main, ["--url", url, "--path", str(corrupt)])
+            refused = await loop.run_in_executor(None, main, ["--url", url, "--version", "sha256-nope"])
+            return ok, failed, refused
+
+    assert asyncio.run(scenario()) == (0, 1, 2)
+    out = capsys.readouterr()
+    assert model_digest(v2) in out.out and "unknown version" in out.err

@@ -247,3 +247,65 @@ def accepted_message(request_id: str | None, path: str, version: str | None) -> 
 def inside(path: str, root: str) -> bool:
     """Whether `path` (symlinks resolved) lies in the directory `root`."""
     return Path(path).resolve().is_relative_to(Path(root).resolve())
+
+
+# ---- operator command: python -m shared_protocol.reload ------------------------------------------
+
+
+async def request_reload(
+    url: str, *, path: str | None = None, version: str | None = None, token: str | None = None, timeout: float = 300
+) -> dict[str, Any]:
+    """Send reload_model to a backend and wait for its outcome; returns the final pong `model`."""
+    import asyncio
+    import json
+
+    from websockets.asyncio.client import connect
+
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with connect(url, additional_headers=headers, max_size=None) as ws:
+        message: dict[str, Any] = {"type": RELOAD_MODEL, "request_id": "reload"}
+        message.update({k: v for k, v in (("path", path), ("version", version)) if v is not None})
+        await ws.send(json.dumps(message))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        if reply.get("type") != RELOAD_ACCEPTED:
+            raise ReloadRefused(reply.get("error", str(reply)))
+        deadline = time.monotonic() + timeout
+        while True:
+            await ws.send(json.dumps({"type": "health_check"}))
+            model = json.loads(await asyncio.wait_for(ws.recv(), 30))["model"]
+            if model["reload"]["state"] != ReloadPhase.LOADING or time.monotonic() > deadline:
+                return model
+            await asyncio.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import asyncio
+    import json
+    import sys
+
+    from .auth import parse_tokens
+
+    parser = argparse.ArgumentParser(
+        prog="python -m shared_protocol.reload", description="Reload a model backend's model and wait for the outcome."
+    )
+    parser.add_argument("--url", default="ws://127.0.0.1:8768", help="the backend (inside its container: 127.0.0.1)")
+    parser.add_argument("--path", help="model file or directory to load (in the model repository)")
+    parser.add_argument("--version", help="a known version (rollback), or the version --path must hold")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    args = parser.parse_args(argv)
+    tokens = parse_tokens(os.environ.get("VIGIL_API_TOKENS"))
+    token = os.environ.get("VIGIL_BACKEND_TOKEN") or (tokens[0] if tokens else None)
+    try:
+        model = asyncio.run(
+            request_reload(args.url, path=args.path, version=args.version, token=token, timeout=args.timeout)
+        )
+    except (ReloadRefused, OSError) as exc:
+        print(f"reload refused: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"version": model["version"], "path": model.get("path"), "reload": model["reload"]}, indent=2))
+    return 0 if model["reload"]["state"] == ReloadPhase.IDLE else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
