@@ -48,7 +48,6 @@ FRAMEWORKS = {
         "__FRAMEWORK_NOTE__": "PyTorch: one torch.nn.Linear + sigmoid, on the CPU (set `device` to move it).",
         "__FRAMEWORK_REQUIREMENTS__": (
             "# torch from PyPI is the CUDA build (for GPU hosts); the host venv uses the CPU wheel of the same version.\n"
-            "torch==2.13.0\nnumpy==2.4.6\n"
         ),
         "__INIT_BODY__": (
             "        self.layer = torch.nn.Linear(len(FEATURES), 1).eval()\n"
@@ -122,12 +121,16 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def shared_pins(root: Path) -> str:
+FRAMEWORK_PACKAGES = {"none": (), "torch": ("torch", "numpy")}
+
+
+def shared_pins(root: Path, framework: str = "none") -> str:
     """`name==version` lines for shared_protocol's dependencies and the runtime extras, pinned as the
     existing services pin them (eeg first), so a new service stays in step with the others."""
     pyproject = (root / "shared_protocol" / "pyproject.toml").read_text()
     deps_block = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
-    names = [re.split(r"[<>=!~; \[]", d, maxsplit=1)[0] for d in re.findall(r'"([^"]+)"', deps_block)]
+    names = list(FRAMEWORK_PACKAGES[framework])
+    names += [re.split(r"[<>=!~; \[]", d, maxsplit=1)[0] for d in re.findall(r'"([^"]+)"', deps_block)]
     names += [n for n in RUNTIME_EXTRAS if _norm(n) not in {_norm(x) for x in names}]
     pins: dict[str, str] = {}
     sources = [root / "services" / "eeg" / "requirements.in", *sorted(root.glob("services/*/requirements.in"))]
@@ -157,7 +160,7 @@ def scaffold(root: Path, name: str, port: int, framework: str, lock: bool = True
         "__PKG__": f"vigil_{name}",
         "__PORT__": str(port),
         "__FRAMEWORK__": framework,
-        "__SHARED_PINS__": shared_pins(root),
+        "__SHARED_PINS__": shared_pins(root, framework),
         **FRAMEWORKS[framework],
     }
     saved = {path: path.read_text() for path in (root / "config" / "models.yaml", root / "compose.yaml")}
