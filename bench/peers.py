@@ -49,6 +49,7 @@ from peer_profile import summarize  # noqa: E402
 
 SHARED_SRC = REPO / "shared_protocol" / "src"
 CONTROLLED_BACKEND = REPO / "tests" / "support" / "controlled_backend.py"
+INLINE_BACKEND = os.environ.get("VIGIL_BENCH_INLINE", "1") != "0"  # VIGIL_BENCH_INLINE=0: thread hand-off
 MAIN_BACKEND = REPO / "services" / "main_backend"
 
 # The goals issue 14 sets (ratios of the same run).
@@ -281,7 +282,9 @@ def vigil_peer(log_level: str, log_path: Path) -> Iterator[tuple[str, subprocess
         # The backend with its defaults (one model worker, queue 64): what a model backend ships with.
         backend = spawn(
             [sys.executable, str(CONTROLLED_BACKEND), "--host", "127.0.0.1", "--port", str(backend_port)]
-            + ["--log-level", log_level],
+            + ["--log-level", log_level]
+            # A no-op model declares itself cheap enough for the event loop (BaseModelBackend.run_inline).
+            + (["--inline"] if INLINE_BACKEND else []),
             env=env,
             stdout=log,
             stderr=log,

@@ -56,3 +56,21 @@ def test_a_model_that_fails_to_load_raises_at_enter():
 
     with pytest.raises(Exception, match="weights.bin"), BackendTestClient(Broken()):
         pass
+
+
+def test_inline_backend_runs_on_the_event_loop_with_the_same_answers():
+    import threading
+
+    seen: list[str] = []
+
+    class Inline(Doubler):
+        run_inline = True
+
+        def process_inference(self, data):
+            seen.append(threading.current_thread().name)
+            return super().process_inference(data)
+
+    with BackendTestClient(Inline()) as client:
+        assert client.infer({"x": 4})["y"] == 8
+        assert client.request({"x": "no"})["code"] == "bad_request"
+    assert seen and all(name == "backend-test-client" for name in seen)  # the loop's thread, no worker

@@ -65,11 +65,13 @@ def main() -> int:
     parser = build_arg_parser("controlled test backend", default_port=9000)
     parser.add_argument("--init-delay", type=float, default=0.0)
     parser.add_argument("--init-fail", action="store_true")
+    parser.add_argument("--inline", action="store_true", help="run_inline: answer on the event loop (echo only)")
     args = parser.parse_args()
     configure_logging(args.log_level)
     backend = ControlledBackend(
         args.host, args.port, init_delay=args.init_delay, init_fail=args.init_fail, **common_backend_kwargs(args)
     )
+    backend.run_inline = args.inline
     return run_backend(backend)
 
 

@@ -16,6 +16,7 @@ Plain HTTP on the same port: / (dashboard), /healthz, /readyz, /metrics and /sta
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import time
@@ -29,6 +30,7 @@ from shared_protocol.auth import TokenAuth, parse_tokens
 from shared_protocol.eventloop import stop_on_signals
 from shared_protocol.fields import DEFAULT_SESSION_ID
 from shared_protocol.http_endpoints import json_endpoint
+from shared_protocol.reload import RELOAD_ACCEPTED, RELOAD_FRAME, RELOAD_MODEL, AdminFrameServer, send_reload
 from shared_protocol.server import Peer, ProtocolServer, ServerLimits
 
 from .config import Config
@@ -39,7 +41,7 @@ from .replicas import ReplicaCollector, ReplicaPool
 
 logger = logging.getLogger(__name__)
 
-_ALLOWED_TYPES = frozenset({messages.INFERENCE_REQUEST, messages.ANALYZE, messages.HEALTH_CHECK})
+_ALLOWED_TYPES = frozenset({messages.INFERENCE_REQUEST, messages.ANALYZE, messages.HEALTH_CHECK, RELOAD_MODEL})
 # The gateway never decodes `data`; a request costs its frame plus one copy per backend it goes to.
 _GATEWAY_COPIES = 3
 
@@ -63,6 +65,8 @@ class Gateway:
         # What the gateway presents to the model backends (they accept it when they have tokens set).
         self.backend_token = os.environ.get("VIGIL_BACKEND_TOKEN") or (api_tokens[0] if api_tokens else None)
         self.bound_port: int | None = None
+        self._trace_prefix = uuid.uuid4().hex[:8]
+        self._trace_counter = itertools.count()
         self._server: ProtocolServer | None = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -108,7 +112,7 @@ class Gateway:
         self._make_clients()
         for client in self.clients.values():
             client.start()
-        self._server = ProtocolServer(
+        self._server = AdminFrameServer(  # ProtocolServer + the reload_model admin route
             self,
             main.host,
             main.port,
@@ -242,6 +246,8 @@ class Gateway:
 
     def control_reply(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
         self.metrics.client_messages.labels(msg.type).inc()
+        if msg.type == RELOAD_MODEL:  # AdminFrameServer turns it into a request for `handle`
+            return {"type": RELOAD_FRAME, "request_id": msg.request_id}
         details = peer.authenticated  # with auth off nobody is: details go to /status on a token
         backends = self.backend_report() if details else self.public_backend_report()
         return messages.pong(self.overall_status(), msg.request_id, backends=backends)
@@ -250,30 +256,81 @@ class Gateway:
         self.metrics.client_messages.labels(msg.type).inc()
         return None
 
-    async def handle(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
+    async def handle(self, peer: Peer, msg: messages.Message) -> dict[str, Any] | bytes:
         # The trace id follows the request to every backend and back; the client may choose it.
-        trace_id = msg.trace_id or uuid.uuid4().hex[:16]
+        trace_id = msg.trace_id or self._new_trace_id()
         started = time.monotonic()
-        if msg.type == messages.INFERENCE_REQUEST:
+        if msg.type == RELOAD_MODEL:
+            reply = await self._reload_backend(peer, msg)
+        elif msg.type == messages.INFERENCE_REQUEST:
             reply = await self._relay(peer, msg, trace_id)
         else:
             reply = await self._analyze(peer, msg, trace_id)
-        reply["trace_id"] = trace_id
-        code = reply.get("code")
-        logger.log(
-            logging.INFO if code not in (None, ErrorCode.BAD_REQUEST.value) else logging.DEBUG,
-            "%s %s",
-            msg.type,
-            "answered" if code is None else f"failed: {reply.get('error')}",
-            extra=logs.request_fields(
-                client_request_id=msg.request_id,
-                trace_id=trace_id,
-                code=code or "ok",
-                model=msg.model if isinstance(msg.model, str) else None,
-                duration_ms=round((time.monotonic() - started) * 1000, 3),
-            ),
-        )
+        if isinstance(reply, dict):
+            reply["trace_id"] = trace_id
+            code = reply.get("code")
+        else:
+            code = None  # a relayed result, already encoded
+        if code is not None or logger.isEnabledFor(logging.DEBUG):
+            logger.log(
+                logging.INFO if code not in (None, ErrorCode.BAD_REQUEST.value) else logging.DEBUG,
+                "%s %s",
+                msg.type,
+                "answered" if code is None else f"failed: {reply.get('error')}",
+                extra=logs.request_fields(
+                    client_request_id=msg.request_id,
+                    trace_id=trace_id,
+                    code=code or "ok",
+                    model=msg.model if isinstance(msg.model, str) else None,
+                    duration_ms=round((time.monotonic() - started) * 1000, 3),
+                ),
+            )
         return reply
+
+    def _new_trace_id(self) -> str:
+        # A random per-process prefix and a counter: unique, and no syscall per request (uuid4 is one).
+        return f"{self._trace_prefix}{next(self._trace_counter):x}"
+
+    # ---- the admin route -----------------------------------------------------------------------
+
+    async def _reload_backend(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
+        """Admin route: `reload_model` with `model` goes to every replica of that backend; the reply
+        is `reload_accepted` when all accepted, else an error, with each replica's answer."""
+        if not (self.auth.enabled and peer.authenticated):
+            return messages.error_message(
+                msg.request_id,
+                ErrorCode.BAD_REQUEST,
+                "reload_model on the main backend needs auth on (VIGIL_API_TOKENS) and a token",
+            )
+        name = msg.data.get("model")
+        refusal = (
+            self._backend_refusal(name)
+            if isinstance(name, str)
+            else Reply.failure(ErrorCode.BAD_REQUEST, "field 'model' must name the backend to reload")
+        )
+        if refusal is not None:
+            return messages.error_message(msg.request_id, refusal.code, refusal.error)
+        replicas = self.clients[name].replicas
+        if not replicas:
+            return messages.error_message(msg.request_id, ErrorCode.UNAVAILABLE, f"backend {name!r} has no replica")
+        args = {"path": msg.data.get("path"), "version": msg.data.get("version"), "token": self.backend_token}
+        answers = await asyncio.gather(*(send_reload(r.client.url, **args) for r in replicas), return_exceptions=True)
+        per_replica: dict[str, Any] = {}
+        for replica, answer in zip(replicas, answers, strict=True):
+            if isinstance(answer, BaseException):
+                answer = {"type": "error", "code": "unavailable", "error": f"{type(answer).__name__}: {answer}"}
+            answer.pop("request_id", None)
+            per_replica[replica.id] = answer
+        logger.info("reload_model %s forwarded to %d replica(s): %s", name, len(replicas), per_replica)
+        if all(a.get("type") == RELOAD_ACCEPTED for a in per_replica.values()):
+            reply = {"type": RELOAD_ACCEPTED, "model": name, "replicas": per_replica}
+            if msg.request_id is not None:
+                reply["request_id"] = msg.request_id
+            return reply
+        first = next(a for a in per_replica.values() if a.get("type") != RELOAD_ACCEPTED)
+        error = messages.error_message(msg.request_id, first.get("code", "unavailable"), first.get("error", ""))
+        error["replicas"] = per_replica
+        return error
 
     # ---- routing -----------------------------------------------------------------------------
 
@@ -309,6 +366,8 @@ class Gateway:
         self.metrics.observe_reply(name, reply)
         # The mapping from the client's id to the id on the backend connection: a backend's log
         # line (request_id, trace_id) leads back to the client's request.
+        if not logger.isEnabledFor(logging.DEBUG):
+            return reply
         logger.debug(
             "backend %s answered %s",
             name,
@@ -323,7 +382,7 @@ class Gateway:
         )
         return reply
 
-    async def _relay(self, peer: Peer, msg: messages.Message, trace_id: str) -> dict[str, Any]:
+    async def _relay(self, peer: Peer, msg: messages.Message, trace_id: str) -> dict[str, Any] | bytes:
         model = msg.model
         if model is None:
             return messages.error_message(
@@ -342,9 +401,14 @@ class Gateway:
         else:
             reply = members
         if reply.ok:
-            extra = {"model": model}
+            extra: dict[str, Any] = {"model": model}
             if reply.timing is not None:
                 extra["timing"] = reply.timing
+            raw = reply.untouched_raw
+            if raw is not None and reply.codec == msg.codec:
+                # The backend's result as it came (it encoded it strictly): spliced, not re-encoded.
+                envelope = messages.inference_response(msg.request_id, raw, trace_id=trace_id, **extra)
+                return messages.encode_members(envelope, msg.codec)
             return messages.inference_response(msg.request_id, reply.data, **extra)
         error = messages.error_message(msg.request_id, reply.code, reply.error)
         error["model"] = model

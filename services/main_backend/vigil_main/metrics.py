@@ -11,6 +11,7 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 class GatewayMetrics:
     def __init__(self) -> None:
+        self._children: dict[str, tuple] = {}
         self.registry = CollectorRegistry()
         self.client_messages = Counter(
             "vigil_client_messages", "Messages received from clients, by type", ["type"], registry=self.registry
@@ -60,20 +61,30 @@ class GatewayMetrics:
         )
 
     def observe_reply(self, backend: str, reply) -> None:
-        self.requests.labels(backend).inc()
-        self.latency.labels(backend).observe(reply.latency_s)
+        children = self._children.get(backend)
+        if children is None:  # label lookups cost a lock and a dict walk: once per backend
+            children = self._children[backend] = (
+                self.requests.labels(backend),
+                self.latency.labels(backend),
+                self.queue_time.labels(backend),
+                self.compute_time.labels(backend),
+                self.batch_size.labels(backend),
+            )
+        requests, latency, queue_time, compute_time, batch_size = children
+        requests.inc()
+        latency.observe(reply.latency_s)
         if not reply.ok:
             self.errors.labels(backend, reply.code or "internal").inc()
         timing = reply.timing
         if isinstance(timing, dict):
             queue_ms, compute_ms = timing.get("queue_ms"), timing.get("compute_ms")
             if isinstance(queue_ms, (int, float)):
-                self.queue_time.labels(backend).observe(queue_ms / 1000)
+                queue_time.observe(queue_ms / 1000)
             if isinstance(compute_ms, (int, float)):
-                self.compute_time.labels(backend).observe(compute_ms / 1000)
-            batch_size = timing.get("batch_size")
-            if isinstance(batch_size, int) and batch_size >= 1:
-                self.batch_size.labels(backend).observe(batch_size)
+                compute_time.observe(compute_ms / 1000)
+            size = timing.get("batch_size")
+            if isinstance(size, int) and size >= 1:
+                batch_size.observe(size)
 
     def render(self) -> tuple[str, bytes]:
         return CONTENT_TYPE_LATEST, generate_latest(self.registry)

@@ -94,6 +94,9 @@ class BaseModelBackend(abc.ABC):
 
     model_name: str = ""
     model_version: str = "0"
+    # True only for a model cheap enough to run on the event loop itself (microseconds per batch,
+    # no torch: its thread pools belong to the worker): requests then skip the thread hand-off.
+    run_inline: bool = False
     allowed_types = _ALLOWED_TYPES
 
     def __init__(
@@ -451,7 +454,10 @@ class BaseModelBackend(abc.ABC):
         deadline = received_at + self.request_timeout
         item = self._collector.submit(payload, owner, received_at, codec)
         try:
-            outcome = await asyncio.wait_for(asyncio.shield(item.future), timeout=max(0.0, deadline - time.monotonic()))
+            # asyncio.timeout, not wait_for: no extra task per request. On timeout the item's future
+            # is cancelled; a batch already computing it ignores that.
+            async with asyncio.timeout_at(self._loop.time() + max(0.0, deadline - time.monotonic())):
+                outcome = await item.future
         except TimeoutError:
             self._collector.discard(item)  # a batch not yet formed drops it; a running one ignores it
             return messages.error_message(
@@ -592,11 +598,24 @@ class BaseModelBackend(abc.ABC):
             if not batch:
                 self._slots.release()
                 continue
+            if self.run_inline:
+                self._run_inline(batch)
+                continue
             # The slot is released when the call really ends, even if its replies already went out
             # as `timeout`: a thread cannot be cancelled, and the concurrency bound must stay true.
             future = asyncio.get_running_loop().run_in_executor(self._executor, self._run_batch_gated, batch)
             future.add_done_callback(lambda _f: self._slots.release())
             future.add_done_callback(lambda f, batch=batch: _distribute(batch, f))
+
+    def _run_inline(self, batch: list[PendingItem]) -> None:
+        """A batch computed on the event loop itself (`run_inline`): no thread hand-off."""
+        done = asyncio.get_running_loop().create_future()
+        try:
+            done.set_result(self._run_batch_gated(batch))
+        except Exception as exc:
+            done.set_exception(exc)
+        self._slots.release()
+        _distribute(batch, done)
 
     def _run_batch_gated(self, batch: list[PendingItem]) -> tuple[list[Any], float, float, str]:
         """`_run_batch` while no swap runs; with the version of the model that computed it."""

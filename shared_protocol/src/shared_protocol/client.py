@@ -35,6 +35,13 @@ _ENVELOPE_ENCODER = msgspec.json.Encoder()
 _MSGPACK_ENVELOPE_ENCODER = msgspec.msgpack.Encoder()
 
 
+def _is_map(raw: msgspec.Raw, codec: str) -> bool:
+    first = memoryview(raw)[:1].tobytes()
+    if codec == messages.MSGPACK:
+        return bool(first) and (0x80 <= first[0] <= 0x8F or first[0] in (0xDE, 0xDF))
+    return first == b"{"
+
+
 def _owner_field(owner: str | None) -> dict[str, str]:
     return {"session_owner": owner} if owner is not None else {}
 
@@ -46,17 +53,54 @@ DOWN = "down"
 CLOSED = "closed"
 
 
-@dataclass(slots=True)
 class Reply:
-    """The one answer to one request: `data` on success, else `code` + `error`."""
+    """The one answer to one request: `data` on success, else `code` + `error`.
 
-    ok: bool
-    data: dict[str, Any] | None = None
-    code: str | None = None
-    error: str | None = None
-    latency_s: float = 0.0
-    timing: dict[str, float] | None = None  # backend-reported queue_ms / compute_ms
-    backend_request_id: str | None = None  # the id this client used on the backend connection (for logs)
+    A backend's result may arrive undecoded (`data_raw`, in the request's `codec`): `data` decodes it
+    on first use, and a relay that never looks at it forwards `data_raw` as it came.
+    """
+
+    __slots__ = ("ok", "_data", "code", "error", "latency_s", "timing", "backend_request_id", "data_raw", "codec")
+
+    def __init__(
+        self,
+        ok: bool,
+        data: dict[str, Any] | None = None,
+        code: str | None = None,
+        error: str | None = None,
+        latency_s: float = 0.0,
+        timing: dict[str, float] | None = None,  # backend-reported queue_ms / compute_ms
+        backend_request_id: str | None = None,  # the id this client used on the backend connection
+        data_raw: msgspec.Raw | None = None,
+        codec: str = messages.JSON,
+    ) -> None:
+        self.ok = ok
+        self._data = data
+        self.code = code
+        self.error = error
+        self.latency_s = latency_s
+        self.timing = timing
+        self.backend_request_id = backend_request_id
+        self.data_raw = data_raw
+        self.codec = codec
+
+    @property
+    def data(self) -> dict[str, Any] | None:
+        if self._data is None and self.data_raw is not None:
+            self._data = messages.decode_value(self.data_raw, self.codec)
+        return self._data
+
+    @data.setter
+    def data(self, value: dict[str, Any] | None) -> None:
+        self._data = value
+
+    @property
+    def untouched_raw(self) -> msgspec.Raw | None:
+        """`data` exactly as the backend sent it, when nobody decoded (and maybe changed) it."""
+        return self.data_raw if self._data is None else None
+
+    def __repr__(self) -> str:
+        return f"Reply(ok={self.ok}, code={self.code!r}, error={self.error!r}, latency_s={self.latency_s:.4f})"
 
     @classmethod
     def failure(cls, code: ErrorCode | str, error: str, latency_s: float = 0.0) -> Reply:
@@ -185,7 +229,8 @@ class BackendClient:
                 return Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} connection closed")
             limit = self.request_timeout if timeout is None else timeout
             try:
-                reply = await asyncio.wait_for(future, timeout=limit)
+                async with asyncio.timeout(limit):  # no extra task per request (unlike wait_for)
+                    reply = await future
             except TimeoutError:
                 reply = Reply.failure(
                     ErrorCode.TIMEOUT,
@@ -320,19 +365,15 @@ class BackendClient:
 
     def _on_frame(self, frame: str | bytes) -> None:
         try:
-            reply = messages.parse_reply(frame)
+            reply = messages.parse_reply_envelope(frame)
         except BadRequestError as exc:
             logger.warning("backend %s sent an unreadable frame: %s", self.name, exc)
             return
-        kind = reply["type"]
+        kind = reply.type
         if kind == messages.PONG:
-            self.status.backend_status = reply.get("status")
-            self.status.model = reply.get("model")
-            self.status.last_pong_at = time.time()
-            if self._pong_waiter is not None and not self._pong_waiter.done():
-                self._pong_waiter.set_result(reply)
+            self._on_pong(frame)
             return
-        request_id = reply.get("request_id")
+        request_id = reply.request_id
         entry = self._pending.get(request_id) if isinstance(request_id, str) else None
         if entry is None:
             logger.debug("backend %s: reply for unknown or expired request %r", self.name, request_id)
@@ -341,16 +382,28 @@ class BackendClient:
         if future.done():
             return
         latency = time.monotonic() - started
-        if kind == messages.INFERENCE_RESPONSE and isinstance(reply.get("data"), dict):
-            future.set_result(Reply(True, data=reply["data"], latency_s=latency, timing=reply.get("timing")))
+        codec = messages.JSON if isinstance(frame, str) else messages.MSGPACK
+        timing = reply.timing if isinstance(reply.timing, dict) else None
+        if kind == messages.INFERENCE_RESPONSE and len(reply.data) and _is_map(reply.data, codec):
+            future.set_result(Reply(True, data_raw=reply.data, codec=codec, latency_s=latency, timing=timing))
         elif kind == messages.ERROR:
             future.set_result(
-                Reply(
-                    False, code=str(reply.get("code") or "internal"), error=str(reply.get("error")), latency_s=latency
-                )
+                Reply(False, code=str(reply.code or "internal"), error=str(reply.error), latency_s=latency)
             )
         else:
             future.set_result(Reply.failure(ErrorCode.INTERNAL, f"backend sent unexpected {kind!r} reply", latency))
+
+    def _on_pong(self, frame: str | bytes) -> None:
+        try:
+            pong = messages.parse_reply(frame)
+        except BadRequestError as exc:
+            logger.warning("backend %s sent an unreadable pong: %s", self.name, exc)
+            return
+        self.status.backend_status = pong.get("status")
+        self.status.model = pong.get("model")
+        self.status.last_pong_at = time.time()
+        if self._pong_waiter is not None and not self._pong_waiter.done():
+            self._pong_waiter.set_result(pong)
 
     def _fail_pending(self, code: ErrorCode, error: str) -> None:
         for future, started in list(self._pending.values()):

@@ -240,6 +240,33 @@ def is_null(raw: msgspec.Raw, codec: str = JSON) -> bool:
     return first == (bytes([_MSGPACK_NIL]) if codec == MSGPACK else b"n")
 
 
+class ReplyEnvelope(msgspec.Struct):
+    """A backend's reply as the main backend reads it: `data` stays undecoded (it may be relayed
+    as it came); the rest are small members."""
+
+    type: Any = None
+    request_id: Any = None
+    data: msgspec.Raw = msgspec.Raw()
+    code: Any = None
+    error: Any = None
+    timing: Any = None
+
+
+_REPLY_DECODER = msgspec.json.Decoder(ReplyEnvelope)
+_MSGPACK_REPLY_DECODER = msgspec.msgpack.Decoder(ReplyEnvelope)
+
+
+def parse_reply_envelope(frame: str | bytes) -> ReplyEnvelope:
+    """Client side: a backend reply without decoding its `data`. Raises BadRequestError."""
+    try:
+        reply = _REPLY_DECODER.decode(frame) if isinstance(frame, str) else _MSGPACK_REPLY_DECODER.decode(frame)
+    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
+        raise BadRequestError(f"reply is not a valid message: {exc}") from None
+    if not isinstance(reply.type, str):
+        raise BadRequestError("reply has no string 'type'")
+    return reply
+
+
 def parse_reply(frame: str | bytes) -> dict[str, Any]:
     """Parse a reply from a backend (client side): JSON text or MessagePack binary. Raises
     `BadRequestError` if it is not an object with a string 'type'."""

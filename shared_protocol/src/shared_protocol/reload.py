@@ -29,6 +29,10 @@ from typing import Any
 
 import msgspec
 
+from . import messages
+from .errors import ErrorCode
+from .server import Peer, ProtocolServer
+
 RELOAD_MODEL = "reload_model"  # admin message type (backend and gateway)
 RELOAD_ACCEPTED = "reload_accepted"  # immediate reply: the reload started in the background
 VERSION_PREFIX = "sha256-"
@@ -247,6 +251,57 @@ def accepted_message(request_id: str | None, path: str, version: str | None) -> 
 def inside(path: str, root: str) -> bool:
     """Whether `path` (symlinks resolved) lies in the directory `root`."""
     return Path(path).resolve().is_relative_to(Path(root).resolve())
+
+
+# ---- the gateway's admin route: reload_model with `model` on :8765 ----------------------------------
+
+RELOAD_FRAME = "_reload_frame"  # a handler's control_reply note: this frame is a reload_model
+
+
+class AdminFrameServer(ProtocolServer):
+    """The server core, plus: a `reload_model` frame (which the handler's `control_reply` marks with
+    RELOAD_FRAME) becomes an admitted request whose `data` holds its arguments, answered by the
+    handler's `handle` like any request (counted in flight, drained on shutdown)."""
+
+    def admit_frame(self, peer: Peer, frame: str | bytes) -> tuple[messages.Message, int] | dict[str, Any]:
+        admitted = super().admit_frame(peer, frame)
+        if not (isinstance(admitted, dict) and admitted.get("type") == RELOAD_FRAME):
+            return admitted
+        request_id = admitted.get("request_id")
+        try:
+            if not isinstance(frame, str):
+                raise ReloadRefused("reload_model must be a JSON text frame")
+            args = ReloadArgs.parse(frame)
+        except ReloadRefused as exc:
+            return messages.error_message(request_id, ErrorCode.BAD_REQUEST, str(exc))
+        charge = len(frame)
+        refusal = self._admission_refusal(peer, charge)
+        if refusal is not None:
+            return messages.error_message(request_id, *refusal)
+        peer.in_flight += 1
+        peer.pending_bytes += charge
+        self.in_flight += 1
+        self.pending_bytes += charge
+        self.idle.clear()
+        data = {"model": args.model, "path": args.path, "version": args.version}
+        return messages.Message(RELOAD_MODEL, request_id, data=data, size=len(frame)), charge
+
+
+async def send_reload(
+    url: str, *, path: str | None = None, version: str | None = None, token: str | None = None, timeout: float = 30
+) -> dict[str, Any]:
+    """One reload_model to one backend; its immediate reply (reload_accepted or error)."""
+    import asyncio
+    import json
+
+    from websockets.asyncio.client import connect
+
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    message: dict[str, Any] = {"type": RELOAD_MODEL, "request_id": "reload"}
+    message.update({k: v for k, v in (("path", path), ("version", version)) if v is not None})
+    async with connect(url, additional_headers=headers, open_timeout=timeout) as ws:
+        await ws.send(json.dumps(message))
+        return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
 # ---- operator command: python -m shared_protocol.reload ------------------------------------------
