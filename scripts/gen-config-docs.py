@@ -116,11 +116,13 @@ def render() -> str:
     return "\n".join(parts) + "\n"
 
 
-def _model_rows(cls, prefix: str) -> list[tuple[str, str, str, str, str]]:
+def _model_rows(cls, prefix: str, flags: bool = False) -> list[tuple[str, str, str, str, str]]:
     rows = []
+    comments = field_comments(cls)
     for name, field in cls.model_fields.items():
         default = "(required)" if field.is_required() else repr(field.get_default(call_default_factory=True))
-        rows.append((name, "", prefix + name.upper(), default, field.description or ""))
+        flag = f"--{name.replace('_', '-')}" if flags else ""
+        rows.append((name, flag, prefix + name.upper(), default, field.description or comments.get(name, "")))
     return rows
 
 

@@ -42,6 +42,22 @@ def test_seed_style_block_without_vigil_keys(tmp_path):
     assert config.main_backend.port == 8765
 
 
+def test_the_gateways_own_namespace_wins_over_the_former_names(caplog):
+    env = {
+        "VIGIL_GATEWAY_BACKENDS__EEG__HOST": "eeg-new",
+        "VIGIL_EEG_HOST": "eeg-old",
+        "VIGIL_GATEWAY_BACKENDS__FATIGUE__ENDPOINTS": "f1:8767,f2:8767",
+        "VIGIL_GATEWAY_HEALTH_INTERVAL": "3",
+        "VIGIL_MAIN_PORT": "18765",
+    }
+    config = load_config(REPO / "config" / "models.yaml", env=env, flags={"port": "19000"})
+    assert config.model_backends["eeg"].host == "eeg-new"
+    assert config.model_backends["fatigue"].endpoints == ["f1:8767", "f2:8767"]
+    assert config.main_backend.health_interval == 3 and config.main_backend.port == 19000  # flags win
+    assert "VIGIL_EEG_HOST is deprecated" in caplog.text and "VIGIL_GATEWAY_BACKENDS__EEG__HOST" in caplog.text
+    assert "VIGIL_MAIN_PORT is deprecated" in caplog.text
+
+
 def test_env_overrides_every_key(tmp_path):
     env = {
         "VIGIL_FATIGUE_HOST": "fatigue",
@@ -71,10 +87,10 @@ def test_env_overrides_every_key(tmp_path):
     ("text", "env", "expected"),
     [
         ("model_backends:\n  eeg:\n    port: 'abc'\n", {}, "model_backends.eeg.port"),
-        ("model_backends:\n  eeg:\n    host: x\n", {}, "model_backends.eeg.port: Field required"),
+        ("model_backends:\n  eeg:\n    host: x\n", {}, r"model_backends.eeg.port \(VIGIL_GATEWAY_BACKENDS__EEG__PORT\): Field required"),
         ("model_backends:\n  eeg:\n    port: 70000\n", {}, "less than or equal to 65535"),
         ("model_backends:\n  eeg:\n    port: 1\n    request_timeout: 0\n", {}, "request_timeout"),
-        ("model_backends:\n  eeg:\n    port: 1\n    reconect_interval: 5\n", {}, "reconect_interval: Extra inputs"),
+        ("model_backends:\n  eeg:\n    port: 1\n    reconect_interval: 5\n", {}, "reconect_interval.*Extra inputs"),
         ("model_backends:\n  Bad-Name:\n    port: 1\n", {}, "lower-case"),
         ("- a list\n", {}, "mapping at the top level"),
         ("model_backends: {eeg: [\n", {}, "not valid YAML"),

@@ -1,12 +1,14 @@
 """Main backend configuration: config/models.yaml (the seed's keys) validated with pydantic,
 every key overridable by environment variables (compose uses them).
 
-Env overrides: VIGIL_<BACKEND>_<KEY>, e.g. VIGIL_FATIGUE_HOST=fatigue, VIGIL_EEG_ENABLED=false;
-VIGIL_MAIN_<KEY> for the `main_backend` section.
+Env overrides, in the main backend's own namespace: VIGIL_GATEWAY_BACKENDS__<NAME>__<KEY>
+(e.g. VIGIL_GATEWAY_BACKENDS__EEG__HOST=eeg) and VIGIL_GATEWAY_<KEY> for the `main_backend` section.
+The former VIGIL_<NAME>_<KEY> / VIGIL_MAIN_<KEY> still work, with a deprecation warning.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +28,8 @@ from shared_protocol.limits import (
 )
 
 from .discovery import parse_endpoint
+
+logger = logging.getLogger(__name__)
 
 # Which payload keys of an `analyze` request each known backend consumes, when config is silent.
 DEFAULT_INPUTS = {"fatigue": ["image"], "emotion": ["image"], "eeg": ["eeg"]}
@@ -109,29 +113,72 @@ class Config(BaseModel):
         return configured if configured is not None else DEFAULT_INPUTS.get(name, [])
 
 
+GATEWAY_PREFIX = "VIGIL_GATEWAY_"
+BACKENDS_PREFIX = GATEWAY_PREFIX + "BACKENDS__"
+
+
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """Overlay VIGIL_<SECTION>_<KEY> variables; values are parsed as YAML scalars (true, 5, 1.5)."""
+    """Overlay environment variables; values are parsed as YAML scalars (true, 5, 1.5).
+
+    The main backend's own namespace: `VIGIL_GATEWAY_<KEY>` for the `main_backend` section and
+    `VIGIL_GATEWAY_BACKENDS__<NAME>__<KEY>` for a model backend entry. The names of the first
+    releases (`VIGIL_MAIN_<KEY>`, `VIGIL_<NAME>_<KEY>`, which inside a model backend's container now
+    mean that service's own settings) still work, below the new names, with a deprecation warning.
+    """
     backends = raw.setdefault("model_backends", {}) or {}
     raw["model_backends"] = backends
     main = raw.setdefault("main_backend", {}) or {}
     raw["main_backend"] = main
-    for var, text in env.items():
+    legacy: list[tuple[str, dict[str, Any], str, str]] = []  # (var, section, key, new name)
+    current: list[tuple[str, dict[str, Any], str]] = []
+    for var in env:
         if not var.startswith("VIGIL_"):
+            continue
+        if var.startswith(BACKENDS_PREFIX):
+            name, sep, key = var[len(BACKENDS_PREFIX) :].lower().partition("__")
+            if sep and key in BackendConfig.model_fields and name:
+                current.append((var, _section(backends, name), key))
+            continue
+        if var.startswith(GATEWAY_PREFIX):
+            key = var[len(GATEWAY_PREFIX) :].lower()
+            if key in MainBackendConfig.model_fields:
+                current.append((var, main, key))
             continue
         rest = var[len("VIGIL_") :].lower()
         if rest.startswith("main_"):
             key = rest[len("main_") :]
             if key in MainBackendConfig.model_fields:
-                main[key] = _scalar(var, text)
+                legacy.append((var, main, key, GATEWAY_PREFIX + key.upper()))
             continue
         for name in sorted(set(backends) | set(DEFAULT_INPUTS), key=len, reverse=True):
             prefix = name + "_"
             if rest.startswith(prefix) and rest[len(prefix) :] in BackendConfig.model_fields:
-                section = backends.setdefault(name, {}) or {}
-                backends[name] = section
-                section[rest[len(prefix) :]] = _scalar(var, text)
+                key = rest[len(prefix) :]
+                new_name = f"{BACKENDS_PREFIX}{name.upper()}__{key.upper()}"
+                legacy.append((var, _section(backends, name), key, new_name))
                 break
+    for var, section, key, new_name in legacy:
+        logger.warning("%s is deprecated and will be removed: use %s", var, new_name)
+        section[key] = _scalar(var, env[var])
+    for var, section, key in current:  # the new names win
+        section[key] = _scalar(var, env[var])
     return raw
+
+
+def _section(backends: dict[str, Any], name: str) -> dict[str, Any]:
+    section = backends.setdefault(name, {}) or {}
+    backends[name] = section
+    return section
+
+
+def env_name(loc: tuple) -> str:
+    """The environment variable of a config location, for error messages."""
+    parts = [str(part) for part in loc]
+    if len(parts) >= 3 and parts[0] == "model_backends":
+        return f"{BACKENDS_PREFIX}{parts[1].upper()}__{parts[2].upper()}"
+    if len(parts) >= 2 and parts[0] == "main_backend":
+        return GATEWAY_PREFIX + parts[1].upper()
+    return ""
 
 
 def _scalar(var: str, text: str) -> Any:
@@ -141,7 +188,10 @@ def _scalar(var: str, text: str) -> Any:
         raise ConfigError(f"environment variable {var}: cannot parse {text!r}: {exc}") from None
 
 
-def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | Path | None, env: Mapping[str, str] | None = None, flags: Mapping[str, str] | None = None
+) -> Config:
+    """YAML file < environment < command-line `flags` (main_backend keys); ConfigError names the key."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
     if path is not None:
@@ -158,8 +208,17 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
             raise ConfigError(f"config file {p} must hold a mapping at the top level")
         raw = loaded
     raw = _apply_env(raw, env)
+    for key, text in (flags or {}).items():
+        raw["main_backend"][key] = _scalar(f"--{key.replace('_', '-')}", text)
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}" for err in exc.errors())
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def _problem(err: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in err["loc"])
+    env = env_name(err["loc"])
+    given = f", got {err['input']!r}" if "input" in err and not isinstance(err["input"], dict) else ""
+    return f"{where}{f' ({env})' if env else ''}: {err['msg']}{given}"
