@@ -106,13 +106,14 @@ def render() -> str:
     parts.append("\n## main backend (gateway)\n")
     parts.append(
         "`config/models.yaml` (the seed's file; `--config` or `VIGIL_CONFIG`), section `main_backend:`; "
-        "env `VIGIL_MAIN_<KEY>`.\n"
+        "env `VIGIL_GATEWAY_<KEY>` (formerly `VIGIL_MAIN_<KEY>`, deprecated); flags `--<key>` override both.\n"
     )
-    parts.append(table(_model_rows(MainBackendConfig, "VIGIL_MAIN_")))
+    parts.append(table(_model_rows(MainBackendConfig, "VIGIL_GATEWAY_", flags=True)))
     parts.append(
-        "\nPer model backend, section `model_backends: <name>:`; env `VIGIL_<NAME>_<KEY>` (e.g. `VIGIL_EEG_HOST`).\n"
+        "\nPer model backend, section `model_backends: <name>:`; env `VIGIL_GATEWAY_BACKENDS__<NAME>__<KEY>` "
+        "(e.g. `VIGIL_GATEWAY_BACKENDS__EEG__HOST`; formerly `VIGIL_<NAME>_<KEY>`, deprecated).\n"
     )
-    parts.append(table(_model_rows(BackendConfig, "VIGIL_<NAME>_")))
+    parts.append(table(_model_rows(BackendConfig, "VIGIL_GATEWAY_BACKENDS__<NAME>__")))
     return "\n".join(parts) + "\n"
 
 
