@@ -284,3 +284,64 @@ def test_operator_command_reloads_and_reports(tmp_path, capsys):
     assert asyncio.run(scenario()) == (0, 1, 2)
     out = capsys.readouterr()
     assert model_digest(v2) in out.out and "unknown version" in out.err
+
+
+def test_gateway_admin_route_reloads_every_replica_with_a_token(tmp_path):
+    """reload_model with `model` on the main backend: token-only, forwarded to the backend, outcome in its pong."""
+    from vigil_main.config import Config
+    from vigil_main.gateway import Gateway
+
+    v1 = write_model(tmp_path / "v1", [1.0])
+    v2 = write_model(tmp_path / "v2", [7.0])
+    token = "admin-token-for-the-test"
+    backend = LinearBackend(v1, api_tokens=[token])
+
+    async def scenario():
+        async with serving(backend) as backend_url:
+            await wait_ready(backend)
+            port = int(backend_url.rsplit(":", 1)[1])
+            spec = {
+                "main_backend": {"host": "127.0.0.1", "port": 0, "health_interval": 0.5},
+                "model_backends": {"linear": {"host": "127.0.0.1", "port": port, "reconnect_interval": 0.2}},
+            }
+            gateway = Gateway(Config.model_validate(spec), api_tokens=(token,))
+            headers = {"Authorization": f"Bearer {token}"}
+            async with serving(gateway) as url, connect(url, additional_headers=headers) as ws:
+                while not gateway.clients["linear"].ready:
+                    await asyncio.sleep(0.02)
+                unknown = await rpc(ws, {"type": "reload_model", "request_id": "a", "model": "nope"})
+                no_model = await rpc(ws, {"type": "reload_model", "request_id": "b", "path": str(v2)})
+                bad_version = await rpc(ws, {"type": "reload_model", "request_id": "c", "model": "linear",
+                                                 "version": "sha256-unknown"})  # fmt: skip
+                accepted = await rpc(ws, {"type": "reload_model", "request_id": "d", "model": "linear",
+                                              "path": str(v2)})  # fmt: skip
+                while backend.reload_state.phase == "loading":
+                    await asyncio.sleep(0.02)
+                reply = await rpc(ws, {"type": "inference_request", "request_id": "e", "model": "linear",
+                                           "data": {"x": [1.0]}})  # fmt: skip
+                return unknown, no_model, bad_version, accepted, reply
+
+    unknown, no_model, bad_version, accepted, reply = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert unknown["code"] == "bad_request" and "unknown model" in unknown["error"]
+    assert no_model["code"] == "bad_request" and "field 'model'" in no_model["error"]
+    assert bad_version["code"] == "bad_request" and "unknown version" in bad_version["error"]
+    assert bad_version["request_id"] == "c" and len(bad_version["replicas"]) == 1
+    assert accepted["type"] == "reload_accepted" and accepted["request_id"] == "d" and accepted["model"] == "linear"
+    assert [a["type"] for a in accepted["replicas"].values()] == ["reload_accepted"]
+    assert reply["data"]["y"] == 7.0  # the new weights answer through the gateway
+    assert backend.model_version == model_digest(v2)
+
+
+def test_gateway_admin_route_is_off_without_auth(tmp_path):
+    from vigil_main.config import Config
+    from vigil_main.gateway import Gateway
+
+    spec = {"main_backend": {"host": "127.0.0.1", "port": 0}, "model_backends": {}}
+    gateway = Gateway(Config.model_validate(spec), api_tokens=())
+
+    async def scenario():
+        async with serving(gateway) as url, connect(url) as ws:
+            return await rpc(ws, {"type": "reload_model", "request_id": "a", "model": "eeg", "path": "/x"})
+
+    reply = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert reply["code"] == "bad_request" and "needs auth on" in reply["error"] and reply["request_id"] == "a"
