@@ -186,8 +186,9 @@ def test_model_backends_have_headless_services_the_gateway_resolves() -> None:
         service = services[name]["spec"]
         assert service["clusterIP"] == "None", f"{name}: the gateway needs one DNS record per pod"
         assert service["ports"][0]["port"] == port
-        assert env[f"VIGIL_{name.upper()}_HOST"] == name and env[f"VIGIL_{name.upper()}_PORT"] == str(port)
-        assert float(env[f"VIGIL_{name.upper()}_RESOLVE_INTERVAL"]) > 0
+        prefix = f"VIGIL_GATEWAY_BACKENDS__{name.upper()}__"
+        assert env[f"{prefix}HOST"] == name and env[f"{prefix}PORT"] == str(port)
+        assert float(env[f"{prefix}RESOLVE_INTERVAL"]) > 0
     assert services["main-backend"]["spec"].get("clusterIP") != "None"
     assert services["main-backend"]["spec"]["ports"][0]["port"] == 8765
 

@@ -92,7 +92,7 @@ def test_gpu_overlay_reserves_gpus_only_for_torch_services(docker_env):
     for name in ("fatigue", "emotion"):
         resources = services[name]["deploy"]["resources"]
         assert resources["reservations"]["devices"][0]["capabilities"] == ["gpu"], name
-        assert services[name]["environment"]["VIGIL_DEVICE"] == "cuda", name
+        assert services[name]["environment"][f"VIGIL_{name.upper()}_DEVICE"] == "cuda", name
         assert float(resources["limits"]["cpus"]) <= 1, name  # GPU work needs few CPU threads
         assert resources["limits"]["memory"], name  # compose.yaml's memory limit survives the merge
     assert "reservations" not in services["eeg"].get("deploy", {}).get("resources", {})  # no torch in eeg

@@ -24,8 +24,11 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(20 * 60)]
 REQUEST_TIMEOUT_S = 3.0
 # Nothing listens on these inside the lone container: every backend stays disconnected.
 LONE_ENV = {
-    **{f"VIGIL_{name.upper()}_HOST": "127.0.0.1" for name in ("fatigue", "emotion", "eeg")},
-    **{f"VIGIL_{name.upper()}_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT_S) for name in ("fatigue", "emotion", "eeg")},
+    **{f"VIGIL_GATEWAY_BACKENDS__{name.upper()}__HOST": "127.0.0.1" for name in ("fatigue", "emotion", "eeg")},
+    **{
+        f"VIGIL_GATEWAY_BACKENDS__{name.upper()}__REQUEST_TIMEOUT": str(REQUEST_TIMEOUT_S)
+        for name in ("fatigue", "emotion", "eeg")
+    },
     "VIGIL_EMOTION_ENABLED": "false",
 }
 

@@ -102,7 +102,7 @@ class Stack:
 @contextlib.contextmanager
 def running_stack(setup: dict[str, str], tmp_path: Path, present: list[str]) -> Iterator[Stack]:
     backend_env = "\n".join(
-        f'      VIGIL_{name.upper()}_{key}: "{value}"'
+        f'      VIGIL_GATEWAY_BACKENDS__{name.upper()}__{key}: "{value}"'
         for name in present
         for key, value in (
             ("RECONNECT_INTERVAL", RECONNECT_INTERVAL_S),
@@ -181,7 +181,9 @@ def test_compose_stack_relays_survives_backend_stop_and_reconnects(docker_env, s
         victim = "eeg"
         cid = stack.container_id(victim)
         run_docker(docker_env, "stop", "--time", "10", cid, timeout=60)
-        wait_gateway(port, lambda p: p["backends"][victim]["status"] == "unhealthy", REQUEST_TIMEOUT_S, f"{victim} down")
+        wait_gateway(
+            port, lambda p: p["backends"][victim]["status"] == "unhealthy", REQUEST_TIMEOUT_S, f"{victim} down"
+        )
         with ws_client(port) as ws:
             rid = new_request_id("down")
             started = time.monotonic()
