@@ -16,8 +16,8 @@ from vigil_fatigue.settings import FatigueSettings
 
 @pytest.fixture()
 def repository(tmp_path, weights_dir):
-    from vigil_fatigue.torch_engine.sources import MODELS, read_model
-    from vigil_fatigue.torch_engine.tflite_convert import convert_tflite_bytes, save_converted
+    from shared_vision.sources import MODELS, read_model
+    from shared_vision.tflite_convert import convert_tflite_bytes, save_converted
 
     shutil.copytree(weights_dir, tmp_path / "v1")
     again = tmp_path / "v2"
