@@ -51,6 +51,7 @@ from .limits import (
     DEFAULT_REQUEST_TIMEOUT,
 )
 from .reload import (
+    RELOAD_FRAME,
     RELOAD_MODEL,
     ModelVersion,
     ReloadArgs,
@@ -408,7 +409,7 @@ class BaseModelBackend(abc.ABC):
 
     def control_reply(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
         if msg.type == RELOAD_MODEL:  # _BackendServer hands the whole frame to reload_reply
-            return {"type": _RELOAD_FRAME, "request_id": msg.request_id}
+            return {"type": RELOAD_FRAME, "request_id": msg.request_id}
         return self.pong_message(msg.request_id)
 
     def admit(self, peer: Peer, msg: messages.Message) -> tuple[ErrorCode, str] | None:
@@ -694,16 +695,13 @@ def _log_late_failure(outcome: Any) -> None:
         logger.error("a timed-out request later failed: %s: %s", type(outcome).__name__, outcome)
 
 
-_RELOAD_FRAME = "_reload_frame"  # control_reply's note to _BackendServer: answer with reload_reply
-
-
 class _BackendServer(ProtocolServer):
     """The server core, plus: a `reload_model` frame is answered by the backend's `reload_reply`,
     which reads the frame's arguments (the envelope keeps only the common members)."""
 
     def admit_frame(self, peer: Peer, frame: str | bytes) -> tuple[messages.Message, int] | dict[str, Any]:
         admitted = super().admit_frame(peer, frame)
-        if isinstance(admitted, dict) and admitted.get("type") == _RELOAD_FRAME:
+        if isinstance(admitted, dict) and admitted.get("type") == RELOAD_FRAME:
             return self.handler.reload_reply(peer, frame, admitted.get("request_id"))
         return admitted
 
