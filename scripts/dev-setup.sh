@@ -37,6 +37,7 @@ done
 pip install "${args[@]}"
 [ ${#nodeps[@]} -gt 0 ] && pip install --no-deps "${nodeps[@]}"
 pip install --no-deps -e shared_protocol
+pip install --no-deps -e shared_vision
 
 for extra in scripts/setup-tf-reference.sh; do
   [ -x "$extra" ] && "$extra"

@@ -9,8 +9,8 @@ from fatigue import images
 
 @pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory):
-    from vigil_fatigue.torch_engine.sources import MODELS, read_model
-    from vigil_fatigue.torch_engine.tflite_convert import convert_tflite_bytes, save_converted
+    from shared_vision.sources import MODELS, read_model
+    from shared_vision.tflite_convert import convert_tflite_bytes, save_converted
 
     out = tmp_path_factory.mktemp("face_mesh_torch")
     for name in MODELS:
@@ -54,7 +54,7 @@ def iris_interpreter():
     """MediaPipe's iris_landmark.tflite in the TFLite interpreter (the unconverted model)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from vigil_fatigue.torch_engine.sources import read_model
+    from shared_vision.sources import read_model
 
     interpreter = Interpreter(model_content=read_model("iris_landmark"), num_threads=1)
     interpreter.allocate_tensors()

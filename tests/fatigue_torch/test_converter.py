@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from vigil_fatigue.torch_engine.graph import load_graph
-from vigil_fatigue.torch_engine.sources import read_model
-from vigil_fatigue.torch_engine.tflite_convert import (
+from shared_vision.graph import load_graph
+from shared_vision.sources import read_model
+from shared_vision.tflite_convert import (
     PROGRAM_METADATA_KEY,
     ConversionError,
     convert_tflite_bytes,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from shared_vision.runtime import resolve_device
 from vigil_fatigue.torch_engine.engine import TorchLandmarkEngine
-from vigil_fatigue.torch_engine.runtime import resolve_device
 
 
 @pytest.mark.parametrize(

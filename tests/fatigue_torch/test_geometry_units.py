@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from vigil_fatigue.torch_engine import anchors, detection, roi
-from vigil_fatigue.torch_engine.tflite_convert import same_padding
+from shared_vision import anchors, detection
+from shared_vision.tflite_convert import same_padding
+from vigil_fatigue.torch_engine import roi
 
 
 def test_short_range_anchors():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from vigil_fatigue.torch_engine.graph import load_graph
-from vigil_fatigue.torch_engine.sources import MODELS, read_model
+from shared_vision.graph import load_graph
+from shared_vision.sources import MODELS, read_model
 
 # Worst |torch - TFLite| over outputs whose values reach ~150 (landmark pixels, box offsets):
 # float32 summation-order noise is ~1e-4; a wrong pad, weight layout or activation is >> 1e-2.

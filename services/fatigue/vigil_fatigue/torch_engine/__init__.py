@@ -1,5 +1,7 @@
-"""MediaPipe Face Mesh ported to PyTorch: build-time TFLite converter and the batched engine.
+"""MediaPipe Face Mesh ported to PyTorch: the batched landmark engine.
 
-Submodules are imported explicitly (nothing here): the converter (tflite_convert, sources) runs in
-a builder stage without torch, the engine (engine, graph, runtime) at run time without mediapipe.
+The converter, graph runtime and face detector (anchors, decoding, NMS, letterbox) are
+shared_vision's, shared with the emotion service; `sources` and `tflite_convert` here re-export
+them for older imports. Submodules are imported explicitly (nothing here): the converter runs in
+a builder stage without torch, the engine at run time without mediapipe.
 """

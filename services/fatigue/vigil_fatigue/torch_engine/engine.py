@@ -21,17 +21,19 @@ import cv2
 import numpy as np
 import torch
 
+from shared_vision import anchors, blazeface, detection
+from shared_vision.graph import load_graph
+from shared_vision.runtime import enable_cpu_fusion, optimize, resolve_device
+
 from ..engine import FaceLandmarks, LandmarkEngine, box_from_points
-from . import anchors, detection, iris, roi
-from .graph import load_graph
-from .runtime import enable_cpu_fusion, optimize, resolve_device
+from . import iris, roi
 
 logger = logging.getLogger(__name__)
 
-DETECTOR_FILE = "face_detection_short_range.safetensors"
+DETECTOR_FILE = blazeface.MODEL_FILE
 LANDMARK_FILE = "face_landmark.safetensors"
 IRIS_FILE = "iris_landmark.safetensors"
-DETECTOR_SIZE = 128
+DETECTOR_SIZE = blazeface.INPUT_SIZE
 LANDMARK_SIZE = 192
 NUM_LANDMARKS = 468
 FACE_PRESENCE_THRESHOLD = 0.5  # MediaPipe's ThresholdingCalculator on the face flag
@@ -165,24 +167,11 @@ class TorchLandmarkEngine(LandmarkEngine):
         _check_frames(frames)
         if not frames:
             return []
-        letterboxes = [roi.letterbox_roi(f.shape[1], f.shape[0]) for f in frames]
-        inputs = np.stack(
-            [
-                _rgb(roi.warp(f, box, DETECTOR_SIZE, cv2.BORDER_CONSTANT))
-                for f, box in zip(frames, letterboxes, strict=True)
-            ]
+        inputs, letterboxes = blazeface.detector_inputs(frames)
+        regressors, logits = self._run(self._detector, inputs)
+        return blazeface.decode_outputs(
+            regressors, logits, letterboxes, self._anchors, self.min_detection_confidence, self.max_faces
         )
-        regressors, logits = self._run(
-            self._detector, inputs.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
-        )
-        results = []
-        for i, letterbox in enumerate(letterboxes):
-            found = detection.decode(
-                regressors[i], logits[i, :, 0], self._anchors, DETECTOR_SIZE, self.min_detection_confidence
-            )
-            kept = detection.weighted_nms(found)[: self.max_faces]
-            results.append([roi.project_detection(d, letterbox) for d in kept])
-        return results
 
     def _face_jobs(self, frames: Sequence[np.ndarray]) -> list[_FaceJob]:
         jobs = []
@@ -200,12 +189,7 @@ class TorchLandmarkEngine(LandmarkEngine):
             torch.cuda.empty_cache()
 
 
-def _check_frames(frames: Sequence[np.ndarray]) -> None:
-    for i, frame in enumerate(frames):
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"frames[{i}]: expected a BGR uint8 array (H, W, 3)")
-        if frame.shape[0] < 1 or frame.shape[1] < 1:
-            raise ValueError(f"frames[{i}]: empty frame {frame.shape}")
+_check_frames = blazeface.check_frames
 
 
 def _rgb(bgr: np.ndarray) -> np.ndarray:

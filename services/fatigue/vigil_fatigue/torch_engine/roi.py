@@ -1,72 +1,42 @@
-"""Regions of interest: detector letterbox, face ROI from a detection, warps and projections.
+"""Face-landmark regions of interest: face ROI from a detection, duplicates, landmark projection.
 
-Mirrors MediaPipe 0.10.21 on CPU: ImageToTensorCalculator (OpenCV path: the ROI's corners, from
-cv::boxPoints, are mapped onto the tensor's corners with a perspective warp of the uint8 image,
-bilinear, then scaled to the float range), DetectionProjectionCalculator,
-DetectionsToRectsCalculator (rotation from the two eye keypoints), RectTransformationCalculator
-(square on the long side, x1.5), AssociationNormRectCalculator (IoU > 0.5 duplicates dropped)
-and LandmarkProjectionCalculator.
+Mirrors MediaPipe 0.10.21: DetectionsToRectsCalculator (rotation from the two eye keypoints),
+RectTransformationCalculator (square on the long side, x1.5), AssociationNormRectCalculator (IoU >
+0.5 duplicates dropped) and LandmarkProjectionCalculator. The generic parts (Roi, the detector
+letterbox, warps, detection projection) live in shared_vision.roi and are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from .detection import Detection
+from shared_vision.detection import Detection
+from shared_vision.roi import Roi, eye_rotation, letterbox_roi, project_detection, warp
+from shared_vision.roi import normalize_radians as _normalize_radians
+
+__all__ = [
+    "Roi",
+    "letterbox_roi",
+    "warp",
+    "project_detection",
+    "face_roi",
+    "drop_duplicate_rois",
+    "project_landmarks",
+    "_normalize_radians",
+]
 
 ROI_SCALE = 1.5
 DUPLICATE_ROI_IOU = 0.5
-
-
-@dataclass(frozen=True)
-class Roi:
-    """A rotated rectangle in pixels; rotation in radians (MediaPipe's sign convention)."""
-
-    cx: float
-    cy: float
-    width: float
-    height: float
-    rotation: float = 0.0
-
-
-def letterbox_roi(width: int, height: int) -> Roi:
-    """The whole frame, padded (centred) to a square, as the detector sees it."""
-    side = float(max(width, height))
-    return Roi(width / 2.0, height / 2.0, side, side)
-
-
-def warp(image: np.ndarray, roi: Roi, size: int, border: int) -> np.ndarray:
-    """The ROI of `image` resampled to (size, size), same dtype and channels."""
-    corners = cv2.boxPoints(((roi.cx, roi.cy), (roi.width, roi.height), math.degrees(roi.rotation)))
-    target = np.array([[0, size], [0, 0], [size, 0], [size, size]], dtype=np.float32)
-    matrix = cv2.getPerspectiveTransform(corners.astype(np.float32), target)
-    return cv2.warpPerspective(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=0)
-
-
-def project_detection(detection: Detection, roi: Roi) -> Detection:
-    """Detector-input coordinates (normalised) -> frame pixels, for an unrotated ROI."""
-    scale = np.array([roi.width, roi.height])
-    origin = np.array([roi.cx, roi.cy]) - scale / 2.0
-    box = np.concatenate([detection.box[:2] * scale + origin, detection.box[2:] * scale + origin])
-    return Detection(box, detection.keypoints * scale + origin, detection.score)
-
-
-def _normalize_radians(angle: float) -> float:
-    return angle - 2 * math.pi * math.floor((angle + math.pi) / (2 * math.pi))
 
 
 def face_roi(detection: Detection) -> Roi:
     """Landmark-model ROI of a detection in frame pixels: box centre, rotated so the eyes are
     level, square on the long side, scaled 1.5x."""
     x0, y0, x1, y1 = detection.box
-    (ex0, ey0), (ex1, ey1) = detection.keypoints[0], detection.keypoints[1]
-    rotation = _normalize_radians(-math.atan2(-(ey1 - ey0), ex1 - ex0))
     side = max(x1 - x0, y1 - y0) * ROI_SCALE
-    return Roi((x0 + x1) / 2.0, (y0 + y1) / 2.0, side, side, rotation)
+    return Roi((x0 + x1) / 2.0, (y0 + y1) / 2.0, side, side, eye_rotation(detection))
 
 
 def _axis_iou(a: Roi, b: Roi) -> float:
