@@ -125,6 +125,9 @@ def test_reload_swaps_version_and_rollback_returns(tmp_path):
         assert accepted == {"type": "reload_accepted", "request_id": "r", "path": str(v2)}
         model = wait_reload(client)
         assert model["version"] == model_digest(v2) and model["reload"]["succeeded"] == 1
+        code, ready = client.backend._readyz()  # /readyz names the version too
+        assert code == 200 and ready["model"]["version"] == model_digest(v2)
+        assert ready["model"]["reload"]["state"] == "idle"
         reply = client.request({"x": [1, 1], "session_id": "s"})
         assert reply["data"] == {"y": 5.0, "count": 2}  # new weights, the session went on
         assert reply["model_version"] == model_digest(v2)
