@@ -64,6 +64,8 @@ def test_relay_and_analyze_with_one_backend_down():
                     assert reply["type"] == "inference_response" and reply["request_id"] == "c1"
                     assert reply["data"]["echo"] == {"x": 1} and reply["model"] == "fatigue"
                     assert set(reply["timing"]) == {"queue_ms", "compute_ms"}
+                    assert reply["model_version"] == "test"  # which model computed it, relayed
+                    assert reply["trace_id"]  # minted by the gateway
 
                     data = {"session_id": "s1", "timestamp": 1.5, "image": "IMG", "eeg": {"sfreq": 128}}
                     reply = await rpc(ws, {"type": "analyze", "request_id": "a1", "data": data})

@@ -404,6 +404,8 @@ class Gateway:
             extra: dict[str, Any] = {"model": model}
             if reply.timing is not None:
                 extra["timing"] = reply.timing
+            if reply.model_version is not None:
+                extra["model_version"] = reply.model_version
             raw = reply.untouched_raw
             if raw is not None and reply.codec == msg.codec:
                 # The backend's result as it came (it encoded it strictly): spliced, not re-encoded.

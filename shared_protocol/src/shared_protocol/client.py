@@ -60,7 +60,18 @@ class Reply:
     on first use, and a relay that never looks at it forwards `data_raw` as it came.
     """
 
-    __slots__ = ("ok", "_data", "code", "error", "latency_s", "timing", "backend_request_id", "data_raw", "codec")
+    __slots__ = (
+        "ok",
+        "_data",
+        "code",
+        "error",
+        "latency_s",
+        "timing",
+        "backend_request_id",
+        "data_raw",
+        "codec",
+        "model_version",
+    )
 
     def __init__(
         self,
@@ -73,8 +84,10 @@ class Reply:
         backend_request_id: str | None = None,  # the id this client used on the backend connection
         data_raw: msgspec.Raw | None = None,
         codec: str = messages.JSON,
+        model_version: str | None = None,  # the model version that computed the result
     ) -> None:
         self.ok = ok
+        self.model_version = model_version
         self._data = data
         self.code = code
         self.error = error
@@ -385,7 +398,10 @@ class BackendClient:
         codec = messages.JSON if isinstance(frame, str) else messages.MSGPACK
         timing = reply.timing if isinstance(reply.timing, dict) else None
         if kind == messages.INFERENCE_RESPONSE and len(reply.data) and _is_map(reply.data, codec):
-            future.set_result(Reply(True, data_raw=reply.data, codec=codec, latency_s=latency, timing=timing))
+            version = reply.model_version if isinstance(reply.model_version, str) else None
+            future.set_result(
+                Reply(True, data_raw=reply.data, codec=codec, latency_s=latency, timing=timing, model_version=version)
+            )
         elif kind == messages.ERROR:
             future.set_result(
                 Reply(False, code=str(reply.code or "internal"), error=str(reply.error), latency_s=latency)

@@ -250,6 +250,7 @@ class ReplyEnvelope(msgspec.Struct):
     code: Any = None
     error: Any = None
     timing: Any = None
+    model_version: Any = None
 
 
 _REPLY_DECODER = msgspec.json.Decoder(ReplyEnvelope)
