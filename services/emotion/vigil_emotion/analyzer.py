@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from .classifier import ExpressionClassifier
-from .faces import FaceBox, HaarFaceDetector, crop_faces
+from .face_finders import FaceFinder, make_face_finder
+from .faces import FaceBox
 from .settings import EmotionSettings
 
 
@@ -26,35 +26,23 @@ class FrameAnalysis:
 
 
 class FrameAnalyzer:
-    def __init__(self, classifier: ExpressionClassifier, settings: EmotionSettings):
+    def __init__(self, classifier: ExpressionClassifier, settings: EmotionSettings, faces: FaceFinder | None = None):
         self.classifier = classifier
         self.settings = settings
-        # cv2.CascadeClassifier is not documented as thread-safe: one per worker thread.
-        self._local = threading.local()
-        self._detector()  # load the cascade now, so a broken OpenCV install fails at start-up
-
-    def _detector(self) -> HaarFaceDetector:
-        detector = getattr(self._local, "detector", None)
-        if detector is None:
-            s = self.settings
-            detector = HaarFaceDetector(
-                scale_factor=s.detector_scale_factor,
-                min_neighbors=s.detector_min_neighbors,
-                min_face_size=s.min_face_size,
-                min_score=s.detector_min_score,
-            )
-            self._local.detector = detector
-        return detector
+        # Loaded now (a missing detector model or broken OpenCV fails at start-up); a reload of the
+        # classifier passes the finder it already has.
+        self.faces = faces if faces is not None else make_face_finder(settings)
 
     def analyze_many(self, frames: list[np.ndarray]) -> list[FrameAnalysis]:
-        """Faces of several BGR frames through the classifier in a single forward pass."""
-        detected = [self._detector().detect(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)) for frame in frames]
+        """Faces of several BGR frames (the BlazeFace detector in one forward pass), then every
+        face through the classifier in a single forward pass."""
+        detected = self.faces.find(frames)
         kept = [boxes[: self.settings.max_faces] for boxes in detected]
         offsets = (self.settings.face_offset_x, self.settings.face_offset_y)
         crops = [
             cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
             for frame, boxes in zip(frames, kept, strict=True)
-            for crop in crop_faces(frame, boxes, offsets)
+            for crop in self.faces.crops(frame, boxes, offsets)
         ]
         probabilities = self.classifier.predict(crops)
         results, start = [], 0

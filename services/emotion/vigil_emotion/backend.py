@@ -12,6 +12,7 @@ from shared_protocol import BadRequestError, BaseModelBackend, ProtocolError
 from .affect import AffectMapper
 from .analyzer import FrameAnalysis, FrameAnalyzer
 from .classifier import ExpressionClassifier
+from .face_finders import FaceFinder, make_face_finder
 from .request import EmotionRequest, parse_request
 from .response import build_reply
 from .settings import EmotionSettings
@@ -30,6 +31,7 @@ class EmotionBackend(BaseModelBackend):
         self.classifier: ExpressionClassifier | None = None
         self.analyzer: FrameAnalyzer | None = None
         self.affect: AffectMapper | None = None
+        self.faces: FaceFinder | None = None  # the face detector outlives classifier reloads
         self.smoother = SessionSmoother(
             settings.smoothing_alpha,
             max_gap_s=settings.smoothing_max_gap_s,
@@ -50,7 +52,9 @@ class EmotionBackend(BaseModelBackend):
     def load_model(self, source: str) -> tuple[ExpressionClassifier, FrameAnalyzer, AffectMapper]:
         # ExpressionClassifier runs one forward pass on a test image: the warm-up and the check.
         classifier = ExpressionClassifier(source, self.settings.device)
-        return classifier, FrameAnalyzer(classifier, self.settings), AffectMapper(classifier.labels)
+        if self.faces is None:
+            self.faces = make_face_finder(self.settings)
+        return classifier, FrameAnalyzer(classifier, self.settings, self.faces), AffectMapper(classifier.labels)
 
     def swap_model(self, loaded: tuple[ExpressionClassifier, FrameAnalyzer, AffectMapper]) -> None:
         classifier, analyzer, affect = loaded
@@ -76,7 +80,7 @@ class EmotionBackend(BaseModelBackend):
                 model_type=self.classifier.model_type,
                 model_dir=str(self.classifier.model_dir),
                 labels=self.classifier.labels,
-                detector="opencv-haar-frontalface",
+                detector=self.analyzer.faces.name if self.analyzer is not None else self.settings.detector,
             )
         return info
 

@@ -29,7 +29,10 @@ class FaceBox:
     y: int
     width: int
     height: int
-    score: float = 0.0  # Haar cascade level weight: higher = more face-like (not a probability)
+    # Haar: cascade level weight, higher = more face-like (not a probability); BlazeFace: probability.
+    score: float = 0.0
+    # Radians, clockwise in the image: the head's tilt (BlazeFace's eye line; Haar boxes are level).
+    rotation: float = 0.0
 
     @property
     def area(self) -> int:

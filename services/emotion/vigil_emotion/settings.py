@@ -8,7 +8,7 @@ flags `--<field-name>`. Any bad value exits with code 2 naming the setting.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -17,6 +17,8 @@ from shared_protocol.settings import ServiceSettings, service_config
 ENV_PREFIX = "VIGIL_EMOTION_"
 DEFAULT_PORT = 8768
 DEFAULT_MODEL_DIR = "/models/mini_xception"  # where the image's builder stage puts the converted model
+# Where the image's builder stage puts MediaPipe's converted short-range face detector.
+DEFAULT_BLAZEFACE_WEIGHTS = "/models/face_detection/face_detection_short_range.safetensors"
 
 
 class EmotionSettings(ServiceSettings):
@@ -43,9 +45,20 @@ class EmotionSettings(ServiceSettings):
     max_image_side: int = Field(4096, gt=0)  # pixels; larger frames are refused, not resized
     # (session_id, timestamp and reset_session follow the one rule of shared_protocol.fields.)
 
-    # ---- face detection (OpenCV Haar; defaults are the `fer` package's) ----------------------
+    # ---- face detection ----------------------------------------------------------------------
+    detector: Literal["blazeface", "haar"] = Field(
+        "blazeface",
+        description="blazeface: MediaPipe's short-range BlazeFace on torch (one pass per batch, finds tilted and "
+        "turned faces); haar: OpenCV's frontal-face cascade (fer's detector, slower)",
+    )
     max_faces: int = Field(5, ge=1)  # faces classified per frame, largest first
-    min_face_size: int = Field(50, ge=8)  # pixels
+    min_face_size: int = Field(50, ge=8)  # pixels (side of the crop square before the offsets)
+    blazeface_weights: str = Field(
+        DEFAULT_BLAZEFACE_WEIGHTS,
+        description="converted face_detection_short_range (python -m shared_vision.convert), file or its directory",
+    )
+    blazeface_min_score: float = Field(0.5, gt=0, lt=1)  # MediaPipe's default min_detection_confidence
+    # Haar only (defaults are the `fer` package's).
     detector_scale_factor: float = Field(1.1, gt=1.0)
     detector_min_neighbors: int = Field(5, ge=0)
     # Minimum Haar level weight of a kept box. Measured on real photos: frontal faces 3.8-6.9
