@@ -11,8 +11,12 @@ MiB = 1024 * 1024
 # ---- frames ------------------------------------------------------------------------------------
 DEFAULT_MAX_MESSAGE_SIZE = 16 * MiB  # bytes per frame; base64 camera frames are large; oversize closes with 1009
 # Frames websockets buffers per connection before it stops reading the socket (its own default is 16,
-# i.e. up to 16 x max_message_size per connection; our read loop admits frames at once, so 4 is plenty).
-DEFAULT_WS_MAX_QUEUE = 4
+# i.e. up to 16 x max_message_size per connection). Our read loop takes each frame at once (admits or
+# refuses it), so one is enough: a connection then holds at most ~3 frames (one queued, one being
+# received, one being admitted), and a server needs about
+#   max_pending_bytes + busy connections x 3 x max_message_size
+# of memory for frames; docs/security.md has the sizing.
+DEFAULT_WS_MAX_QUEUE = 1
 MAX_NESTING = 32  # levels of arrays/objects inside a request's `data`
 
 # ---- connections -------------------------------------------------------------------------------
