@@ -27,7 +27,11 @@ class StackThread(threading.Thread):
     def __init__(self, fatigue_weights: Path, emotion_model: Path) -> None:
         super().__init__(name="vigil-stack", daemon=True)
         self.fatigue_settings = FatigueSettings(engine="torch", torch_weights_dir=str(fatigue_weights), device="cpu")
-        self.emotion_settings = EmotionSettings(model_dir=str(emotion_model), device="cpu")
+        self.emotion_settings = EmotionSettings(
+            model_dir=str(emotion_model),
+            device="cpu",
+            blazeface_weights=str(fatigue_weights / "face_detection_short_range.safetensors"),
+        )
         self.url: str | None = None
         self.error: BaseException | None = None
         self._ready = threading.Event()

@@ -180,9 +180,17 @@ def test_backend_byte_budget_and_in_flight_cap_per_connection():
             # Another connection has its own budget.
             reply = await rpc(other, {"type": "inference_request", "request_id": "o", "data": {}})
             assert reply["type"] == "inference_response"
+            # A request that could never fit the budget is the client's problem, not a retry.
             big = json.dumps({"type": "inference_request", "request_id": "big", "data": {"x": [0.5] * 400_000}})
             reply = await rpc(ws, big)
-            assert reply["code"] == "overloaded" and "bytes" in reply["error"], reply
+            assert reply["code"] == "bad_request" and "would weigh" in reply["error"], reply
+            # One that fits but not beside what is already in flight: overloaded, retry later.
+            for i in range(2):
+                await ws.send(json.dumps({"type": "inference_request", "request_id": f"s{i}", "data": {"ms": 300}}))
+            fits = json.dumps({"type": "inference_request", "request_id": "fits", "data": {"x": [0.5] * 200_000}})
+            await ws.send(fits)
+            replies = {r["request_id"]: r for r in [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(3)]}
+            assert replies["fits"]["code"] == "overloaded", replies["fits"]
 
     run(scenario())
 

@@ -337,9 +337,13 @@ _BYTE_POSITION = re.compile(r"\(byte (\d+)\)")
 
 def _not_json(exc: Exception, text: str | bytes | msgspec.Raw | None = None) -> str:
     reason = str(exc)
-    if "truncated" in reason:
-        # msgspec reports a lone surrogate escape this way too.
-        reason += " (or a \\ud800-\\udfff escape that is not a surrogate pair)"
+    if "Integer value out of range" in reason:
+        return f"message holds an integer beyond 64 bits ({reason})"
+    if "Number out of range" in reason:
+        return f"message holds a number beyond the range of a 64-bit float ({reason})"
+    if any(hint in reason for hint in ("truncated", "hex escape", "surrogate")):
+        # msgspec reports a lone surrogate escape in these words.
+        reason += " (a \\ud800-\\udfff escape that is not part of a surrogate pair is not text)"
     position = _BYTE_POSITION.search(reason)
     if position is not None and text is not None:
         # Show where (NaN, Infinity, a stray comma...): the client can find it in its own payload.

@@ -33,6 +33,7 @@ from .auth import TokenAuth
 from .errors import ErrorCode, ProtocolError
 from .http_endpoints import Endpoint, http_response
 from .limits import (
+    BYTES_PER_JSON_ELEMENT,
     DEFAULT_GRACE_PERIOD,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
@@ -278,6 +279,15 @@ class ProtocolServer:
         limits = self.limits
         if self.draining:
             return ErrorCode.UNAVAILABLE, f"{self.name} is shutting down"
+        ceiling = min(limits.max_pending_bytes_per_connection, limits.max_pending_bytes)
+        if charge > ceiling:
+            # Never admissible, however idle the server: retrying will not help.
+            return (
+                ErrorCode.BAD_REQUEST,
+                f"request would weigh {charge} bytes once decoded (its text plus {BYTES_PER_JSON_ELEMENT} bytes "
+                f"per array element or member); at most {ceiling}: send fewer values, or the compact form "
+                "(e.g. EEG data_b64, the binary subprotocol)",
+            )
         if peer.in_flight >= limits.max_in_flight_per_connection:
             return (
                 ErrorCode.OVERLOADED,

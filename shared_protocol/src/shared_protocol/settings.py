@@ -45,7 +45,6 @@ from .limits import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_PENDING_BYTES,
-    DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION,
     DEFAULT_MAX_QUEUE,
     DEFAULT_REQUEST_TIMEOUT,
 )
@@ -121,7 +120,10 @@ class ServiceSettings(BaseSettings):
         DEFAULT_MAX_PENDING_BYTES, ge=1024, description="bytes of unanswered requests in the process"
     )
     max_pending_bytes_per_connection: int = Field(
-        DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION, ge=1024, description="bytes of unanswered requests per connection"
+        DEFAULT_MAX_PENDING_BYTES,
+        ge=1024,
+        description="bytes of unanswered requests per connection (as much as the process: the main backend "
+        "multiplexes every client on its one connection)",
     )
     grace_period: float = Field(DEFAULT_GRACE_PERIOD, ge=0, description="seconds to finish in-flight work on SIGTERM")
     exit_on_init_failure: bool = Field(
