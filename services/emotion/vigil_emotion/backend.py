@@ -84,12 +84,6 @@ class EmotionBackend(BaseModelBackend):
             )
         return info
 
-    def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
-        result = self.process_batch([data])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
-
     def process_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
         """Every face of every frame in the batch goes through the classifier in one forward pass;
         a request with bad input (or a new session that finds the session store full) fails alone.
