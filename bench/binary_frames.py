@@ -33,8 +33,8 @@ from shared_protocol.images import decode_image_b64  # noqa: E402
 from support.net import serving  # noqa: E402
 from vigil_eeg.payload import parse_request  # noqa: E402
 from vigil_eeg.settings import EEGSettings  # noqa: E402
-from vigil_main.config import Config  # noqa: E402
-from vigil_main.gateway import Gateway  # noqa: E402
+from vigil_main_backend.config import Config  # noqa: E402
+from vigil_main_backend.gateway import MainBackend  # noqa: E402
 
 
 class Decoder(BaseModelBackend):
@@ -103,7 +103,7 @@ async def main() -> None:
                 "model_backends": {"decoder": {"host": "127.0.0.1", "port": port, "inputs": ["image", "eeg"]}},
             }
         )
-        gateway = Gateway(config, api_tokens=())
+        gateway = MainBackend(config, api_tokens=())
         async with serving(gateway) as url:
             while not gateway.clients["decoder"].ready:
                 await asyncio.sleep(0.01)

@@ -1,4 +1,4 @@
-"""Gateway benchmark: round-trip latency and throughput, direct vs through the main backend.
+"""MainBackend benchmark: round-trip latency and throughput, direct vs through the main backend.
 
 The echo test backend and the main backend each run in their own process, so the measuring
 client's event loop does not share a thread with them.

@@ -37,13 +37,19 @@ LOOP_FRAME = re.compile(r"^(Runner\.run|run_until_complete|run_forever|BaseEvent
 CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
     (name, re.compile(pattern))
     for name, pattern in [
-        ("metrics (prometheus_client, vigil_main/metrics)", _in("prometheus_client/", "vigil_main/metrics\\.py")),
+        (
+            "metrics (prometheus_client, vigil_main_backend/metrics)",
+            _in("prometheus_client/", "vigil_main_backend/metrics\\.py"),
+        ),
         ("logging", _in("logging/", "shared_protocol/logs\\.py")),
         ("codec (msgspec/json, shared_protocol/messages)", _in("shared_protocol/messages\\.py", "json/")),
-        ("BackendClient / replicas (ids, futures)", _in("shared_protocol/client\\.py", "vigil_main/replicas\\.py")),
+        (
+            "BackendClient / replicas (ids, futures)",
+            _in("shared_protocol/client\\.py", "vigil_main_backend/replicas\\.py"),
+        ),
         ("websockets (framing, protocol, send/recv)", _in("websockets/")),
         ("server core (shared_protocol/server)", _in("shared_protocol/server\\.py")),
-        ("gateway handler (vigil_main/gateway)", _in("vigil_main/gateway\\.py")),
+        ("gateway handler (vigil_main_backend/gateway)", _in("vigil_main_backend/gateway\\.py")),
         (
             "backend core (backend/threads/batching)",
             _in("shared_protocol/(?:backend|threads|batching|sessions|fields)\\.py"),

@@ -270,7 +270,7 @@ def floor_peer() -> Iterator[tuple[str, dict[str, int]]]:
 
 @contextlib.contextmanager
 def vigil_peer(log_level: str, log_path: Path) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
-    """Gateway + backend; their logs (both) go to `log_path`, as a container's go to its log file."""
+    """MainBackend + backend; their logs (both) go to `log_path`, as a container's go to its log file."""
     backend_port, gateway_port = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(SHARED_SRC), "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory() as tmp, log_path.open("ab") as log:

@@ -81,7 +81,7 @@ def render() -> str:
     from vigil_eeg.settings import EEGSettings
     from vigil_emotion.settings import EmotionSettings
     from vigil_fatigue.settings import FatigueSettings
-    from vigil_main.config import BackendConfig, MainBackendConfig
+    from vigil_main_backend.config import BackendConfig, MainBackendConfig
 
     common = set(ServiceSettings.model_fields)
     parts = [HEADER]

@@ -77,7 +77,7 @@ def test_creates_the_service_tests_config_and_compose_entry(scaffolded):
 
 
 def test_the_gateway_config_accepts_the_new_entry(scaffolded):
-    from vigil_main.config import load_config
+    from vigil_main_backend.config import load_config
 
     config = load_config(str(scaffolded / "config" / "models.yaml"), env={})
     assert config.model_backends[NAME].enabled is False and config.model_backends[NAME].port == PORT

@@ -14,8 +14,8 @@ import sys
 
 from shared_protocol.cli import configure_logging
 from shared_protocol.eventloop import run_event_loop
-from vigil_main.config import ConfigError, MainBackendConfig, load_config
-from vigil_main.gateway import Gateway
+from vigil_main_backend.config import ConfigError, MainBackendConfig, load_config
+from vigil_main_backend.gateway import MainBackend
 
 PROG = "vigil-main-backend"
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    gateway = Gateway(config)
+    gateway = MainBackend(config)
     with contextlib.suppress(KeyboardInterrupt):
         run_event_loop(gateway.serve(install_signal_handlers=True))
     return 0

@@ -1,4 +1,4 @@
-"""A real Gateway in front of controlled test backends, all in this event loop on 127.0.0.1."""
+"""A real MainBackend in front of controlled test backends, all in this event loop on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 
 from support.controlled_backend import ControlledBackend
 from support.net import free_port, serving, wait_ready
-from vigil_main.config import Config
-from vigil_main.gateway import Gateway
+from vigil_main_backend.config import Config
+from vigil_main_backend.gateway import MainBackend
 
 INPUTS = {"fatigue": ["image"], "emotion": ["image"], "eeg": ["eeg"]}
 
@@ -33,7 +33,7 @@ def gateway_config(ports: dict[str, int], gateway_port: int = 0, main: dict | No
     return Config.model_validate(spec)
 
 
-async def wait_connected(gateway: Gateway, timeout: float = 10.0) -> None:
+async def wait_connected(gateway: MainBackend, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not all(client.ready for client in gateway.clients.values()):
         if time.monotonic() > deadline:
@@ -53,7 +53,7 @@ async def controlled_stack(
             url = await stack.enter_async_context(serving(backend))
             await wait_ready(backend)
             ports[name] = int(url.rsplit(":", 1)[1])
-        gateway = Gateway(gateway_config(ports, gateway_port, **backend_extra), api_tokens=api_tokens)
+        gateway = MainBackend(gateway_config(ports, gateway_port, **backend_extra), api_tokens=api_tokens)
         url = await stack.enter_async_context(serving(gateway))
         await wait_connected(gateway)
         yield url, gateway, backends

@@ -1,5 +1,5 @@
 """`python -m vigil_client stream` on a generated video and pyedflib's test EDF -> one JSONL line
-per frame / chunk, through a real Gateway whose controlled backends echo what they received (so
+per frame / chunk, through a real MainBackend whose controlled backends echo what they received (so
 the EEG samples that arrived can be checked against pyedflib's reading of the file)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""VigilClient against a real Gateway in front of the controlled test backends."""
+"""VigilClient against a real MainBackend in front of the controlled test backends."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from vigil_client import (
     VigilClient,
     VigilError,
 )
-from vigil_main.gateway import Gateway
+from vigil_main_backend.gateway import MainBackend
 
 from .gateway_stack import controlled_stack, gateway_config, wait_connected
 
@@ -110,7 +110,7 @@ def test_reconnects_after_the_server_restarts():
         async with controlled_stack(names=("fatigue",)) as (_url, _gateway, backends):
             ports = {"fatigue": backends["fatigue"].bound_port}
             # grace 0.1 s: the first gateway drops the connection with a request still in flight
-            first = Gateway(gateway_config(ports, port, main={"grace_period": 0.1}))
+            first = MainBackend(gateway_config(ports, port, main={"grace_period": 0.1}))
             client = VigilClient(f"ws://127.0.0.1:{port}", reconnect_interval=0.1, max_reconnect_attempts=2)
             try:
                 async with serving(first):
@@ -123,7 +123,7 @@ def test_reconnects_after_the_server_restarts():
                     await slow
                 with pytest.raises(Unavailable, match="cannot connect"):  # nobody listens: retries, then gives up
                     await client.infer("fatigue", {"a": 2})
-                second = Gateway(gateway_config(ports, port))
+                second = MainBackend(gateway_config(ports, port))
                 async with serving(second):
                     await wait_connected(second)
                     assert (await client.infer("fatigue", {"a": 3}))["echo"] == {"a": 3}

@@ -17,8 +17,8 @@ from vigil_emotion.backend import EmotionBackend
 from vigil_emotion.settings import EmotionSettings
 from vigil_fatigue.backend import FatigueBackend
 from vigil_fatigue.settings import FatigueSettings
-from vigil_main.config import Config
-from vigil_main.gateway import Gateway
+from vigil_main_backend.config import Config
+from vigil_main_backend.gateway import MainBackend
 
 INPUTS = {"fatigue": ["image"], "emotion": ["image"], "eeg": ["eeg"]}
 
@@ -68,7 +68,7 @@ class StackThread(threading.Thread):
                     },
                 }
             )
-            gateway = Gateway(config)
+            gateway = MainBackend(config)
             self.url = await stack.enter_async_context(serving(gateway))
             deadline = time.monotonic() + 30
             while not all(client.ready for client in gateway.clients.values()):
@@ -104,7 +104,7 @@ class BareGatewayThread(StackThread):
 
     async def _main(self) -> None:
         config = Config.model_validate({"main_backend": {"host": "127.0.0.1", "port": 0}, "model_backends": {}})
-        async with serving(Gateway(config, api_tokens=self.api_tokens)) as url:
+        async with serving(MainBackend(config, api_tokens=self.api_tokens)) as url:
             self.url = url
             self._ready.set()
             await asyncio.to_thread(self._halt.wait)

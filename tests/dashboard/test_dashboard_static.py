@@ -11,9 +11,9 @@ import urllib.request
 import pytest
 
 from support.net import connect_ws, rpc, serving
-from vigil_main.config import Config
-from vigil_main.dashboard import CONTENT_TYPES, STATIC_DIR, dashboard_endpoints
-from vigil_main.gateway import Gateway
+from vigil_main_backend.config import Config
+from vigil_main_backend.dashboard import CONTENT_TYPES, STATIC_DIR, dashboard_endpoints
+from vigil_main_backend.gateway import MainBackend
 
 IMPORT = re.compile(r"""^\s*import\s[^'"]*from\s+["'](\.\/[^"']+)["']""", re.MULTILINE)
 HTML_REF = re.compile(r"""(?:src|href)="([^"]+)\"""")
@@ -61,8 +61,8 @@ def fetch(url: str) -> tuple[int, str, bytes]:
         return exc.code, exc.headers.get("Content-Type", ""), exc.read()
 
 
-def gateway_without_backends() -> Gateway:
-    return Gateway(Config.model_validate({"main_backend": {"host": "127.0.0.1", "port": 0}, "model_backends": {}}))
+def gateway_without_backends() -> MainBackend:
+    return MainBackend(Config.model_validate({"main_backend": {"host": "127.0.0.1", "port": 0}, "model_backends": {}}))
 
 
 @pytest.mark.parametrize("path", ["/", "/static/app.js", "/static/style.css"])

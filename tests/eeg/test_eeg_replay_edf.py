@@ -94,8 +94,8 @@ def test_bad_request_replies_are_counted_as_errors(edf_path):
 
 
 def test_through_the_main_backend_relay_and_analyze(edf_path):
-    import vigil_main.config as config_mod
-    import vigil_main.gateway as gateway_mod
+    import vigil_main_backend.config as config_mod
+    import vigil_main_backend.gateway as gateway_mod
 
     async def scenario():
         backend = EEGBackend("127.0.0.1", 0, settings=EEGSettings())
@@ -109,7 +109,7 @@ def test_through_the_main_backend_relay_and_analyze(edf_path):
                     },
                 }
             )
-            gateway = gateway_mod.Gateway(config)
+            gateway = gateway_mod.MainBackend(config)
             async with serving(gateway) as url:
                 deadline = time.monotonic() + 10
                 while not gateway.clients["eeg"].ready:

@@ -17,8 +17,8 @@ from shared_protocol.images import decode_image_b64, encode_image_b64
 from support.net import serving
 from vigil_eeg.backend import EEGBackend
 from vigil_eeg.settings import EEGSettings
-from vigil_main.config import Config
-from vigil_main.gateway import Gateway
+from vigil_main_backend.config import Config
+from vigil_main_backend.gateway import MainBackend
 
 MSGPACK = msgspec.msgpack
 
@@ -38,7 +38,7 @@ def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
-async def ready(gateway: Gateway, name: str) -> None:
+async def ready(gateway: MainBackend, name: str) -> None:
     for _ in range(1000):
         if gateway.clients[name].ready:
             return
@@ -82,7 +82,7 @@ def test_binary_relay_and_analyze_match_json():
         eeg_backend = EEGBackend("127.0.0.1", 0, settings=EEGSettings())
         async with serving(image_backend) as image_url, serving(eeg_backend) as eeg_url:
             config = gateway_config({"fatigue": port_of(image_url), "eeg": port_of(eeg_url)})
-            gateway = Gateway(config, api_tokens=())
+            gateway = MainBackend(config, api_tokens=())
             async with serving(gateway) as url:
                 await ready(gateway, "fatigue")
                 await ready(gateway, "eeg")
@@ -130,7 +130,7 @@ def test_binary_frames_need_the_subprotocol_and_bad_msgpack_is_a_bad_request():
     async def scenario():
         backend = ImageShape("127.0.0.1", 0)
         async with serving(backend) as backend_url:
-            gateway = Gateway(gateway_config({"fatigue": port_of(backend_url)}), api_tokens=())
+            gateway = MainBackend(gateway_config({"fatigue": port_of(backend_url)}), api_tokens=())
             async with serving(gateway) as url:
                 await ready(gateway, "fatigue")
                 async with connect(url) as text:

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from support.net import REPO
-from vigil_main.config import ConfigError, load_config
+from vigil_main_backend.config import ConfigError, load_config
 
 
 def test_repo_config_loads_with_seed_keys():
@@ -87,7 +87,11 @@ def test_env_overrides_every_key(tmp_path):
     ("text", "env", "expected"),
     [
         ("model_backends:\n  eeg:\n    port: 'abc'\n", {}, "model_backends.eeg.port"),
-        ("model_backends:\n  eeg:\n    host: x\n", {}, r"model_backends.eeg.port \(VIGIL_GATEWAY_BACKENDS__EEG__PORT\): Field required"),
+        (
+            "model_backends:\n  eeg:\n    host: x\n",
+            {},
+            r"model_backends.eeg.port \(VIGIL_GATEWAY_BACKENDS__EEG__PORT\): Field required",
+        ),
         ("model_backends:\n  eeg:\n    port: 70000\n", {}, "less than or equal to 65535"),
         ("model_backends:\n  eeg:\n    port: 1\n    request_timeout: 0\n", {}, "request_timeout"),
         ("model_backends:\n  eeg:\n    port: 1\n    reconect_interval: 5\n", {}, "reconect_interval.*Extra inputs"),

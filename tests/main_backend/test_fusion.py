@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from vigil_main.fusion import RULE, fuse
+from vigil_main_backend.fusion import RULE, fuse
 
 
 def fatigue(score, confidence, level="alert"):

@@ -8,8 +8,8 @@ import pytest
 
 from support.controlled_backend import ControlledBackend
 from support.net import BackendProcess, connect_ws, free_port, http_get, rpc, serving, wait_ready
-from vigil_main.config import Config
-from vigil_main.gateway import Gateway
+from vigil_main_backend.config import Config
+from vigil_main_backend.gateway import MainBackend
 
 
 def run(coro):
@@ -54,7 +54,7 @@ def test_relay_and_analyze_with_one_backend_down():
                     "spare": (dead_port, {"enabled": False}),
                 }
             )
-            gateway = Gateway(config)
+            gateway = MainBackend(config)
             async with serving(gateway) as url:
                 await wait_for(lambda: gateway.clients["fatigue"].ready and gateway.clients["eeg"].ready)
                 async with await connect_ws(url) as ws:
@@ -138,7 +138,7 @@ def test_gateway_bad_input_gets_error_and_connection_survives(label, message, ex
         eeg = ControlledBackend()
         async with serving(eeg) as eeg_url:
             await wait_ready(eeg)
-            gateway = Gateway(make_config({"eeg": (int(eeg_url.rsplit(":", 1)[1]), {})}))
+            gateway = MainBackend(make_config({"eeg": (int(eeg_url.rsplit(":", 1)[1]), {})}))
             async with serving(gateway) as url:
                 await wait_for(lambda: gateway.clients["eeg"].ready)
                 async with await connect_ws(url) as ws:
@@ -160,7 +160,7 @@ def test_backend_killed_mid_request_then_reconnects():
     try:
 
         async def scenario():
-            gateway = Gateway(make_config({"eeg": (port, {"required": True})}))
+            gateway = MainBackend(make_config({"eeg": (port, {"required": True})}))
             async with serving(gateway) as url:
                 http = url.replace("ws://", "http://")
                 await wait_for(lambda: gateway.clients["eeg"].ready)
@@ -220,7 +220,7 @@ def test_backend_timeout_is_relayed_with_client_request_id():
         async with serving(eeg) as eeg_url:
             await wait_ready(eeg)
             config = make_config({"eeg": (int(eeg_url.rsplit(":", 1)[1]), {"request_timeout": 0.3})})
-            gateway = Gateway(config)
+            gateway = MainBackend(config)
             async with serving(gateway) as url:
                 await wait_for(lambda: gateway.clients["eeg"].ready)
                 async with await connect_ws(url) as ws:
@@ -244,7 +244,7 @@ def test_client_request_ids_may_collide_across_connections():
         eeg = ControlledBackend(max_concurrency=4)
         async with serving(eeg) as eeg_url:
             await wait_ready(eeg)
-            gateway = Gateway(make_config({"eeg": (int(eeg_url.rsplit(":", 1)[1]), {})}))
+            gateway = MainBackend(make_config({"eeg": (int(eeg_url.rsplit(":", 1)[1]), {})}))
             async with serving(gateway) as url:
                 await wait_for(lambda: gateway.clients["eeg"].ready)
                 async with await connect_ws(url) as a, await connect_ws(url) as b:
@@ -314,7 +314,7 @@ def test_backend_batch_sizes_reach_prometheus_metrics():
         eeg = ControlledBackend(max_batch_size=4, max_queue_delay_ms=100)
         async with serving(eeg) as eeg_url:
             await wait_ready(eeg)
-            gateway = Gateway(make_config({"eeg": (int(eeg_url.rsplit(":", 1)[1]), {})}))
+            gateway = MainBackend(make_config({"eeg": (int(eeg_url.rsplit(":", 1)[1]), {})}))
             async with serving(gateway) as url:
                 await wait_for(lambda: gateway.clients["eeg"].ready)
                 async with await connect_ws(url) as ws:

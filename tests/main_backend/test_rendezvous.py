@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from vigil_main import rendezvous
-from vigil_main.discovery import Endpoint, parse_endpoint, resolve
+from vigil_main_backend import rendezvous
+from vigil_main_backend.discovery import Endpoint, parse_endpoint, resolve
 
 SESSIONS = [f"client-{i % 97}/session-{i}" for i in range(10_000)]
 

@@ -16,10 +16,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from shared_protocol import messages
 from support.controlled_backend import ControlledBackend
 from support.net import BackendProcess, connect_ws, free_port, http_get, serving, wait_ready
-from vigil_main.config import Config
-from vigil_main.discovery import Endpoint
-from vigil_main.gateway import Gateway
-from vigil_main.replicas import ReplicaCollector, ReplicaPool, _with_reset
+from vigil_main_backend.config import Config
+from vigil_main_backend.discovery import Endpoint
+from vigil_main_backend.gateway import MainBackend
+from vigil_main_backend.replicas import ReplicaCollector, ReplicaPool, _with_reset
 
 SESSIONS = 300
 REQUESTS_PER_SESSION = 10
@@ -343,7 +343,7 @@ def test_process_level_three_replicas_one_killed_through_the_gateway() -> None:
                 },
             }
         )
-        gateway = Gateway(config)
+        gateway = MainBackend(config)
         async with serving(gateway) as url:
             pool = gateway.clients["eeg"]
             assert isinstance(pool, ReplicaPool)

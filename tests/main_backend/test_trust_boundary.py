@@ -19,8 +19,8 @@ from shared_protocol.server import ServerLimits
 from support.net import http_get, rpc, serving, wait_ready
 from vigil_eeg.backend import EEGBackend
 from vigil_eeg.settings import EEGSettings
-from vigil_main.config import Config
-from vigil_main.gateway import Gateway
+from vigil_main_backend.config import Config
+from vigil_main_backend.gateway import MainBackend
 
 
 def run(coro):
@@ -54,7 +54,7 @@ def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
-async def ready(gateway: Gateway, name: str) -> None:
+async def ready(gateway: MainBackend, name: str) -> None:
     deadline = time.monotonic() + 10
     while not gateway.clients[name].ready:
         assert time.monotonic() < deadline, "backend never became ready"
@@ -73,7 +73,7 @@ def test_long_integer_and_lone_surrogate_get_one_error_and_spare_other_clients()
     async def scenario():
         backend = SlowEcho("127.0.0.1", 0)
         async with serving(backend) as backend_url:
-            gateway = Gateway(gateway_config({"echo": port_of(backend_url)}), api_tokens=())
+            gateway = MainBackend(gateway_config({"echo": port_of(backend_url)}), api_tokens=())
             async with serving(gateway) as url, connect(url) as attacker, connect(url) as bystander:
                 await ready(gateway, "echo")
                 reconnects_before = gateway.clients["echo"].status.reconnects
@@ -143,7 +143,7 @@ def test_number_heavy_frames_are_refused_by_bytes_not_held():
                 max_pending_bytes=16 * 2**20,
                 max_pending_bytes_per_connection=12 * 2**20,
             )
-            gateway = Gateway(config, api_tokens=())
+            gateway = MainBackend(config, api_tokens=())
             async with serving(gateway) as url, connect(url, max_size=None) as ws:
                 await ready(gateway, "echo")
                 numbers = ",".join(["1.5"] * 500_000)  # ~2 MB of text, 500k floats once decoded
@@ -189,7 +189,9 @@ def test_backend_byte_budget_and_in_flight_cap_per_connection():
                 await ws.send(json.dumps({"type": "inference_request", "request_id": f"s{i}", "data": {"ms": 300}}))
             fits = json.dumps({"type": "inference_request", "request_id": "fits", "data": {"x": [0.5] * 200_000}})
             await ws.send(fits)
-            replies = {r["request_id"]: r for r in [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(3)]}
+            replies = {
+                r["request_id"]: r for r in [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(3)]
+            }
             assert replies["fits"]["code"] == "overloaded", replies["fits"]
 
     run(scenario())
@@ -224,7 +226,7 @@ def test_connection_cap_refuses_with_503_at_the_handshake():
     async def scenario():
         backend = SlowEcho("127.0.0.1", 0)
         async with serving(backend) as backend_url:
-            gateway = Gateway(gateway_config({"echo": port_of(backend_url)}, max_connections=3), api_tokens=())
+            gateway = MainBackend(gateway_config({"echo": port_of(backend_url)}, max_connections=3), api_tokens=())
             async with serving(gateway) as url:
                 held = [await connect(url) for _ in range(3)]
                 with pytest.raises(InvalidStatus) as info:
@@ -245,7 +247,7 @@ def test_auth_on_and_off():
         backend = SlowEcho("127.0.0.1", 0)
         async with serving(backend) as backend_url:
             config = gateway_config({"echo": port_of(backend_url)})
-            gateway = Gateway(config, api_tokens=("s3cret-a", "s3cret-b"))
+            gateway = MainBackend(config, api_tokens=("s3cret-a", "s3cret-b"))
             async with serving(gateway) as url:
                 http = url.replace("ws://", "http://")
                 for bad in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic czNjcmV0LWE="}):
@@ -267,7 +269,7 @@ def test_auth_on_and_off():
                 code, body = await asyncio.to_thread(http_get, http + "/readyz")
                 assert code == 200 and "url" not in body and "127.0.0.1" not in body
             # Auth off: anyone connects; the public pong still carries no addresses or errors.
-            gateway = Gateway(config, api_tokens=())
+            gateway = MainBackend(config, api_tokens=())
             async with serving(gateway) as url, connect(url) as ws:
                 await ready(gateway, "echo")
                 pong = await rpc(ws, {"type": "health_check"})
@@ -284,7 +286,7 @@ def test_backend_requires_the_token_when_set_and_gateway_presents_it(monkeypatch
         async with serving(backend) as backend_url:
             with pytest.raises(InvalidStatus):
                 await connect(backend_url)  # a stranger on the internal network
-            gateway = Gateway(gateway_config({"echo": port_of(backend_url)}), api_tokens=())
+            gateway = MainBackend(gateway_config({"echo": port_of(backend_url)}), api_tokens=())
             async with serving(gateway) as url, connect(url) as ws:
                 await ready(gateway, "echo")
                 reply = await rpc(ws, {"type": "inference_request", "request_id": "i", "model": "echo", "data": {}})
@@ -315,7 +317,7 @@ def test_second_client_cannot_evict_reset_or_write_another_clients_session():
         backend = EEGBackend("127.0.0.1", 0, settings=settings)
         async with serving(backend) as backend_url:
             await wait_ready(backend, 60)
-            gateway = Gateway(gateway_config({"eeg": port_of(backend_url)}), api_tokens=())
+            gateway = MainBackend(gateway_config({"eeg": port_of(backend_url)}), api_tokens=())
             async with serving(gateway) as url, connect(url) as alice, connect(url) as mallory:
                 await ready(gateway, "eeg")
 
@@ -355,7 +357,7 @@ def test_gateway_sends_the_session_owner_and_the_backend_honours_it():
 
         backend.process_inference = spy
         async with serving(backend) as backend_url:
-            gateway = Gateway(gateway_config({"echo": port_of(backend_url)}), api_tokens=())
+            gateway = MainBackend(gateway_config({"echo": port_of(backend_url)}), api_tokens=())
             async with serving(gateway) as url, connect(url) as a, connect(url) as b:
                 await ready(gateway, "echo")
                 for ws in (a, b, a):

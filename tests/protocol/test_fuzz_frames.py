@@ -25,8 +25,8 @@ from websockets.sync.client import connect
 from shared_protocol import BadRequestError, BaseModelBackend, messages
 from shared_protocol.fields import common_fields
 from support.net import serving
-from vigil_main.config import Config
-from vigil_main.gateway import Gateway
+from vigil_main_backend.config import Config
+from vigil_main_backend.gateway import MainBackend
 
 REPLY_TYPES = {"inference_response", "analyze_response", "error", "pong"}
 ERROR_CODES = {"bad_request", "timeout", "overloaded", "unavailable", "internal"}
@@ -74,7 +74,7 @@ def running_stack() -> Iterator[tuple[str, str]]:
                     },
                 }
             )
-            gateway = Gateway(config, api_tokens=())
+            gateway = MainBackend(config, api_tokens=())
             async with serving(gateway) as gateway_url:
                 while not gateway.clients["echo"].ready:
                     await asyncio.sleep(0.01)

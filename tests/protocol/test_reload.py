@@ -291,8 +291,8 @@ def test_operator_command_reloads_and_reports(tmp_path, capsys):
 
 def test_gateway_admin_route_reloads_every_replica_with_a_token(tmp_path):
     """reload_model with `model` on the main backend: token-only, forwarded to the backend, outcome in its pong."""
-    from vigil_main.config import Config
-    from vigil_main.gateway import Gateway
+    from vigil_main_backend.config import Config
+    from vigil_main_backend.gateway import MainBackend
 
     v1 = write_model(tmp_path / "v1", [1.0])
     v2 = write_model(tmp_path / "v2", [7.0])
@@ -307,7 +307,7 @@ def test_gateway_admin_route_reloads_every_replica_with_a_token(tmp_path):
                 "main_backend": {"host": "127.0.0.1", "port": 0, "health_interval": 0.5},
                 "model_backends": {"linear": {"host": "127.0.0.1", "port": port, "reconnect_interval": 0.2}},
             }
-            gateway = Gateway(Config.model_validate(spec), api_tokens=(token,))
+            gateway = MainBackend(Config.model_validate(spec), api_tokens=(token,))
             headers = {"Authorization": f"Bearer {token}"}
             async with serving(gateway) as url, connect(url, additional_headers=headers) as ws:
                 while not gateway.clients["linear"].ready:
@@ -336,11 +336,11 @@ def test_gateway_admin_route_reloads_every_replica_with_a_token(tmp_path):
 
 
 def test_gateway_admin_route_is_off_without_auth(tmp_path):
-    from vigil_main.config import Config
-    from vigil_main.gateway import Gateway
+    from vigil_main_backend.config import Config
+    from vigil_main_backend.gateway import MainBackend
 
     spec = {"main_backend": {"host": "127.0.0.1", "port": 0}, "model_backends": {}}
-    gateway = Gateway(Config.model_validate(spec), api_tokens=())
+    gateway = MainBackend(Config.model_validate(spec), api_tokens=())
 
     async def scenario():
         async with serving(gateway) as url, connect(url) as ws:

@@ -30,7 +30,7 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def serving(server, timeout: float = 10.0):
-    """Run a BaseModelBackend or Gateway in this loop; yield its ws:// URL; stop it afterwards."""
+    """Run a BaseModelBackend or MainBackend in this loop; yield its ws:// URL; stop it afterwards."""
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + timeout
     while server.bound_port is None:

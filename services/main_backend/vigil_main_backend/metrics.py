@@ -9,7 +9,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-class GatewayMetrics:
+class MainBackendMetrics:
     def __init__(self) -> None:
         self._children: dict[str, tuple] = {}
         self.registry = CollectorRegistry()

@@ -55,7 +55,7 @@ class BackendConfig(BaseModel):
     max_in_flight: int = Field(
         default=DEFAULT_BACKEND_MAX_IN_FLIGHT_PER_CONNECTION, ge=1, description="requests in flight per replica"
     )
-    # Replicas (vigil_main.replicas): every address `host` resolves to is one replica, unless
+    # Replicas (vigil_main_backend.replicas): every address `host` resolves to is one replica, unless
     # `endpoints` lists them ("host" or "host:port", port defaulting to `port`).
     endpoints: list[str] = Field(default_factory=list, description="explicit replicas; env: comma-separated")
     resolve_interval: float = Field(default=5.0, gt=0, description="seconds between re-resolutions of `host`")

@@ -36,7 +36,7 @@ from shared_protocol.server import Peer, ProtocolServer, ServerLimits
 from .config import Config
 from .dashboard import dashboard_endpoints
 from .fusion import fuse
-from .metrics import GatewayMetrics
+from .metrics import MainBackendMetrics
 from .replicas import ReplicaCollector, ReplicaPool
 
 logger = logging.getLogger(__name__)
@@ -51,12 +51,12 @@ DEGRADED = "degraded"
 UNHEALTHY = "unhealthy"
 
 
-class Gateway:
+class MainBackend:
     allowed_types = _ALLOWED_TYPES
 
     def __init__(self, config: Config, *, api_tokens: tuple[str, ...] | None = None) -> None:
         self.config = config
-        self.metrics = GatewayMetrics()
+        self.metrics = MainBackendMetrics()
         self.clients: dict[str, ReplicaPool] = {}
         self.metrics.registry.register(ReplicaCollector(self.clients))  # per-replica in flight, errors
         if api_tokens is None:
