@@ -28,7 +28,10 @@ DEFAULT_BACKEND_MAX_IN_FLIGHT_PER_CONNECTION = 256
 
 # ---- byte budgets (bytes charged by admitted, unanswered requests) -----------------------------
 DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION = 64 * MiB
-DEFAULT_MAX_PENDING_BYTES = 256 * MiB  # per process
+DEFAULT_MAX_PENDING_BYTES = 256 * MiB  # per process (the main backend: it never decodes `data`)
+# A model backend decodes every admitted request: its budget, in decoded bytes, is what it may hold
+# at once on top of the model (a 1 GiB container stays safe with frames in flight, docs/security.md).
+DEFAULT_BACKEND_MAX_PENDING_BYTES = 128 * MiB
 # Decoded JSON costs more than its text: each array element or member becomes a Python object
 # (a float is 24 bytes plus an 8-byte slot for "1.5," = 4 bytes of text). A request is charged its
 # frame's bytes plus this much per separator, so number-heavy frames weigh what they will cost.

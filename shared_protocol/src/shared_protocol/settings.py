@@ -40,11 +40,11 @@ from pydantic_settings import (
 from .auth import parse_tokens
 from .limits import (
     DEFAULT_BACKEND_MAX_IN_FLIGHT_PER_CONNECTION,
+    DEFAULT_BACKEND_MAX_PENDING_BYTES,
     DEFAULT_GRACE_PERIOD,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_MAX_PENDING_BYTES,
     DEFAULT_MAX_QUEUE,
     DEFAULT_REQUEST_TIMEOUT,
 )
@@ -117,10 +117,12 @@ class ServiceSettings(BaseSettings):
         description="unanswered requests per connection (the main backend multiplexes all clients on one)",
     )
     max_pending_bytes: int = Field(
-        DEFAULT_MAX_PENDING_BYTES, ge=1024, description="bytes of unanswered requests in the process"
+        DEFAULT_BACKEND_MAX_PENDING_BYTES,
+        ge=1024,
+        description="bytes of unanswered requests in the process, as decoded (a request beyond it is bad_request)",
     )
     max_pending_bytes_per_connection: int = Field(
-        DEFAULT_MAX_PENDING_BYTES,
+        DEFAULT_BACKEND_MAX_PENDING_BYTES,
         ge=1024,
         description="bytes of unanswered requests per connection (as much as the process: the main backend "
         "multiplexes every client on its one connection)",
