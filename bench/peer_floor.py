@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
+import sys
+from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection, serve
+
+# The same event loop choice as vigil's servers (uvloop unless VIGIL_UVLOOP=0), so the floor differs
+# from them only in the protocol work.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared_protocol" / "src"))
+from shared_protocol.eventloop import loop_factory
 
 
 async def echo(websocket: ServerConnection) -> None:
@@ -30,16 +36,6 @@ async def main(host: str, port: int) -> None:
     async with serve(echo, host, port, compression=None, max_size=16 * 1024 * 1024):
         print(f"READY {port}", flush=True)
         await stop
-
-
-def loop_factory():
-    if os.environ.get("VIGIL_UVLOOP", "1").lower() in ("0", "false", "no"):
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 if __name__ == "__main__":

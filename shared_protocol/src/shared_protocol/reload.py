@@ -292,7 +292,6 @@ async def send_reload(
 ) -> dict[str, Any]:
     """One reload_model to one backend; its immediate reply (reload_accepted or error)."""
     import asyncio
-    import json
 
     from websockets.asyncio.client import connect
 
@@ -300,8 +299,8 @@ async def send_reload(
     message: dict[str, Any] = {"type": RELOAD_MODEL, "request_id": "reload"}
     message.update({k: v for k, v in (("path", path), ("version", version)) if v is not None})
     async with connect(url, additional_headers=headers, open_timeout=timeout) as ws:
-        await ws.send(json.dumps(message))
-        return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        await ws.send(messages.encode(message))
+        return messages.parse_reply(await asyncio.wait_for(ws.recv(), timeout))
 
 
 # ---- operator command: python -m shared_protocol.reload ------------------------------------------
@@ -312,7 +311,6 @@ async def request_reload(
 ) -> dict[str, Any]:
     """Send reload_model to a backend and wait for its outcome; returns the final pong `model`."""
     import asyncio
-    import json
 
     from websockets.asyncio.client import connect
 
@@ -320,14 +318,14 @@ async def request_reload(
     async with connect(url, additional_headers=headers, max_size=None) as ws:
         message: dict[str, Any] = {"type": RELOAD_MODEL, "request_id": "reload"}
         message.update({k: v for k, v in (("path", path), ("version", version)) if v is not None})
-        await ws.send(json.dumps(message))
-        reply = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        await ws.send(messages.encode(message))
+        reply = messages.parse_reply(await asyncio.wait_for(ws.recv(), 30))
         if reply.get("type") != RELOAD_ACCEPTED:
             raise ReloadRefused(reply.get("error", str(reply)))
         deadline = time.monotonic() + timeout
         while True:
-            await ws.send(json.dumps({"type": "health_check"}))
-            model = json.loads(await asyncio.wait_for(ws.recv(), 30))["model"]
+            await ws.send(messages.encode(messages.health_check()))
+            model = messages.parse_reply(await asyncio.wait_for(ws.recv(), 30))["model"]
             if model["reload"]["state"] != ReloadPhase.LOADING or time.monotonic() > deadline:
                 return model
             await asyncio.sleep(0.2)
