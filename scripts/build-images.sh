@@ -11,6 +11,10 @@
 #      VIGIL_PIP_CA (default /etc/ssl/certs/ca-certificates.crt, passed as BuildKit secret pip_ca
 #      when the file exists, for pip behind a TLS-intercepting proxy; never stored in an image);
 #      VIGIL_BUILD_ARGS (extra `docker build` flags, e.g. --no-cache);
+#      VIGIL_TORCH_INDEX_URL (default empty): build arg TORCH_INDEX_URL of the torch images' shared
+#      torch layer (the `torch` stage of their Dockerfiles): empty = PyPI's CUDA build, hash-pinned; an
+#      index such as https://download.pytorch.org/whl/cpu gives a CPU-only host the smaller CPU wheel
+#      of the same version, without hash pinning for torch. Passed only when set;
 #      VIGIL_WHEELHOUSE (default /opt/wheels when it exists): local wheels staged into .cache/wheels
 #      in the build context, which Dockerfiles may bind-mount for `pip --find-links` (e.g. a CPU torch
 #      wheel where the PyTorch index is unreachable). Empty directory otherwise.
@@ -59,6 +63,11 @@ secret_args=()
 if [ -s "$PIP_CA" ]; then
     secret_args=(--secret "id=pip_ca,src=$PIP_CA")
 fi
+# Only when set: the default build stays byte-for-byte what compose builds (same layer cache keys).
+torch_args=()
+if [ -n "${VIGIL_TORCH_INDEX_URL:-}" ]; then
+    torch_args=(--build-arg "TORCH_INDEX_URL=$VIGIL_TORCH_INDEX_URL")
+fi
 
 summary=()
 for name in "${services[@]}"; do
@@ -73,7 +82,7 @@ for name in "${services[@]}"; do
         -f "$dockerfile" -t "$image" \
         --build-arg "BASE_IMAGE=$VIGIL_BASE_IMAGE" \
         --build-arg "VCS_REF=$VCS_REF" \
-        "${secret_args[@]}" ${VIGIL_BUILD_ARGS:-} \
+        "${secret_args[@]}" "${torch_args[@]}" ${VIGIL_BUILD_ARGS:-} \
         . >&2
     secs=$(($(date +%s) - start))
     # The image this tag pointed to before is now untagged: drop it unless a container uses it.
