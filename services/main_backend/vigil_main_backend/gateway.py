@@ -245,7 +245,7 @@ class MainBackend:
         return _GATEWAY_COPIES * len(frame)
 
     def control_reply(self, peer: Peer, msg: messages.Message) -> dict[str, Any]:
-        self.metrics.client_messages.labels(msg.type).inc()
+        self.metrics.count_client_message(msg.type)
         if msg.type == RELOAD_MODEL:  # AdminFrameServer turns it into a request for `handle`
             return {"type": RELOAD_FRAME, "request_id": msg.request_id}
         details = peer.authenticated  # with auth off nobody is: details go to /status on a token
@@ -253,7 +253,7 @@ class MainBackend:
         return messages.pong(self.overall_status(), msg.request_id, backends=backends)
 
     def admit(self, peer: Peer, msg: messages.Message) -> tuple[ErrorCode, str] | None:
-        self.metrics.client_messages.labels(msg.type).inc()
+        self.metrics.count_client_message(msg.type)
         return None
 
     async def handle(self, peer: Peer, msg: messages.Message) -> dict[str, Any] | bytes:

@@ -12,6 +12,7 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 class MainBackendMetrics:
     def __init__(self) -> None:
         self._children: dict[str, tuple] = {}
+        self._message_children: dict[str, Counter] = {}
         self.registry = CollectorRegistry()
         self.client_messages = Counter(
             "vigil_client_messages", "Messages received from clients, by type", ["type"], registry=self.registry
@@ -59,6 +60,13 @@ class MainBackendMetrics:
         self.backend_ready = Gauge(
             "vigil_backend_ready", "1 when the backend reports its model healthy", ["backend"], registry=self.registry
         )
+
+    def count_client_message(self, message_type: str) -> None:
+        """One client message of a known type (the codec refuses unknown ones before this)."""
+        child = self._message_children.get(message_type)
+        if child is None:
+            child = self._message_children[message_type] = self.client_messages.labels(message_type)
+        child.inc()
 
     def observe_reply(self, backend: str, reply) -> None:
         children = self._children.get(backend)

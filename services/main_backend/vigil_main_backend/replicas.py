@@ -371,8 +371,11 @@ class ReplicaPool:
     async def _request_session(
         self, candidates: list[Replica], session_key: str, data: Any, kwargs: dict[str, Any]
     ) -> Reply:
-        by_id = {replica.id: replica for replica in candidates}
-        replica = by_id[rendezvous.owner(session_key, by_id)]
+        if len(candidates) == 1:  # the common deployment: no hashing needed to pick the only one
+            replica = candidates[0]
+        else:
+            by_id = {replica.id: replica for replica in candidates}
+            replica = by_id[rendezvous.owner(session_key, by_id)]
         route = (replica.id, replica.generation)
         previous = self._sessions.get(session_key)
         reason = None if previous is None or previous == route else self._move_reason(previous, replica)

@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from . import messages
 from .errors import BadRequestError, ErrorCode
 from .limits import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_REQUEST_TIMEOUT
+from .outbox import outbox_for
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ class BackendClient:
         self._pending[request_id] = (future, started)
         try:
             try:
-                await connection.send(frame, text=codec != messages.MSGPACK)
+                await outbox_for(connection).send(frame, text=codec != messages.MSGPACK)
             except websockets.ConnectionClosed:
                 return Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} connection closed")
             limit = self.request_timeout if timeout is None else timeout

@@ -45,6 +45,7 @@ from .limits import (
     DEFAULT_WS_MAX_QUEUE,
     request_charge,
 )
+from .outbox import outbox_for
 from .shutdown import drain_and_close
 
 logger = logging.getLogger(__name__)
@@ -340,7 +341,7 @@ async def send_reply(websocket, reply: dict[str, Any] | bytes, codec: str = mess
     """Send one reply (a text frame, or a binary one in the binary form); a peer that is gone is
     not an error."""
     try:
-        await websocket.send(encode_reply(reply, codec), text=codec != messages.MSGPACK)
+        await outbox_for(websocket).send(encode_reply(reply, codec), text=codec != messages.MSGPACK)
     except websockets.ConnectionClosed:
         logger.debug("peer gone before a reply could be sent")
 

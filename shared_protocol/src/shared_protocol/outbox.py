@@ -1,0 +1,95 @@
+"""Coalesced sends: the frames queued on one connection during one event-loop turn leave in one
+socket write.
+
+`websockets`' `Connection.send` writes every frame as it is sent: one `transport.write` (one
+syscall) plus an async context manager per frame. A relay sends many small frames on one shared
+connection per turn (the gateway to a backend, a backend's replies to the gateway), so that cost
+was the largest single item in both profiles (bench/peers.py --profile). Here a frame is framed by
+the connection's own sans-I/O protocol object (`Connection.protocol`, the documented layer under
+the asyncio API) at once, in order, and the bytes are flushed once at the end of the turn.
+
+Flow control is the library's: when the transport's write buffer is above its high-water mark (a
+slow reader), or the connection is not open, the frame takes `Connection.send`, which waits for
+the buffer to drain or raises `ConnectionClosed`. Frames sent either way keep their order: both
+append to the same protocol buffer, and `Connection.send` flushes what is queued before its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from websockets.asyncio.connection import Connection
+from websockets.exceptions import ProtocolError
+from websockets.protocol import OPEN
+
+_ATTRIBUTE = "_vigil_outbox"
+
+
+class Outbox:
+    """One connection's coalescing sender (see the module doc). Get it with `outbox_for`."""
+
+    __slots__ = ("_connection", "_scheduled", "_loop", "_queued_bytes")
+
+    def __init__(self, connection: Connection):
+        self._connection = connection
+        self._scheduled = False
+        self._loop = asyncio.get_running_loop()
+        # Bytes framed since the last flush: they count against the high-water mark too, or a
+        # sender that never yields could queue without bound before the first flush.
+        self._queued_bytes = 0
+
+    async def send(self, frame: bytes, *, text: bool) -> None:
+        """Queue one frame (UTF-8 JSON when `text`, else binary). Raises ConnectionClosed like
+        `Connection.send` when the connection is gone."""
+        if not self.send_nowait(frame, text=text):
+            await self._connection.send(frame, text=text)
+
+    def send_nowait(self, frame: bytes, *, text: bool) -> bool:
+        """Queue one frame without waiting; False when it must take the waiting path instead."""
+        connection = self._connection
+        protocol = connection.protocol
+        transport = connection.transport
+        if (
+            protocol.state is not OPEN
+            or transport.is_closing()
+            or transport.get_write_buffer_size() + self._queued_bytes > transport.get_write_buffer_limits()[1]
+        ):
+            return False
+        try:
+            if text:
+                protocol.send_text(frame)
+            else:
+                protocol.send_binary(frame)
+        except ProtocolError:  # a fragmented message in progress: let the library sequence it
+            return False
+        self._queued_bytes += len(frame)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+        return True
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        self._queued_bytes = 0
+        connection = self._connection
+        chunks = connection.protocol.data_to_send()
+        if not chunks:  # the library flushed them already (it writes on every send and receive)
+            return
+        transport = connection.transport
+        if transport.is_closing():  # the connection is gone; its close handling fails the waiters
+            return
+        if b"" in chunks:  # an end-of-stream marker (closing): let the library write it its way
+            for chunk in chunks:
+                connection.protocol.writes.append(chunk)
+            connection.send_data()
+            return
+        transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+
+def outbox_for(connection: Connection) -> Outbox:
+    """The connection's Outbox (made on first use, kept on the connection object)."""
+    outbox = getattr(connection, _ATTRIBUTE, None)
+    if outbox is None:
+        outbox = Outbox(connection)
+        setattr(connection, _ATTRIBUTE, outbox)
+    return outbox

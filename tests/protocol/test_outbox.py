@@ -1,0 +1,203 @@
+"""Coalesced sends (shared_protocol.outbox): order, one write per turn, flow control, closed peers;
+and the codec's fast paths that came with them (msgspec encode with the NaN guard, digit runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import pytest
+import websockets
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+
+from shared_protocol import messages
+from shared_protocol.outbox import outbox_for
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, timeout=60))
+
+
+class _CountingTransport:
+    """Wraps a transport to count write calls (the syscalls the outbox saves)."""
+
+    def __init__(self, transport):
+        self._transport = transport
+        self.writes = 0
+
+    def write(self, data):
+        self.writes += 1
+        self._transport.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+
+async def _echo_count_server(received: list, started: asyncio.Event, release: asyncio.Event):
+    async def handler(ws):
+        ws.transport.pause_reading()  # a slow reader until released: TCP pushes back on the sender
+        started.set()
+        await release.wait()
+        ws.transport.resume_reading()
+        async for frame in ws:
+            received.append(frame)
+
+    return await serve(handler, "127.0.0.1", 0)
+
+
+def test_frames_of_one_turn_leave_in_order_in_one_write():
+    async def main():
+        received: list = []
+        started, release = asyncio.Event(), asyncio.Event()
+        release.set()
+        server = await _echo_count_server(received, started, release)
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            counting = _CountingTransport(ws.transport)
+            ws.transport = counting
+            outbox = outbox_for(ws)
+            assert outbox_for(ws) is outbox  # one per connection
+            for i in range(20):
+                await outbox.send(json.dumps({"n": i}).encode(), text=True)
+            await outbox.send(b"\x00\x01binary", text=False)
+            await asyncio.sleep(0.05)
+            for _ in range(100):
+                if len(received) == 21:
+                    break
+                await asyncio.sleep(0.02)
+            assert counting.writes == 1, counting.writes
+        server.close()
+        await server.wait_closed()
+        return received
+
+    received = run(main())
+    assert [json.loads(f)["n"] for f in received[:20]] == list(range(20))
+    assert received[20] == b"\x00\x01binary"
+
+
+def test_mixed_with_library_sends_keeps_order():
+    async def main():
+        received: list = []
+        started, release = asyncio.Event(), asyncio.Event()
+        release.set()
+        server = await _echo_count_server(received, started, release)
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            outbox = outbox_for(ws)
+            await outbox.send(b"1", text=True)
+            await ws.send("2")  # the library's own send flushes what the outbox queued first
+            await outbox.send(b"3", text=True)
+            for _ in range(100):
+                if len(received) == 3:
+                    break
+                await asyncio.sleep(0.02)
+        server.close()
+        await server.wait_closed()
+        return received
+
+    assert run(main()) == ["1", "2", "3"]
+
+
+def test_slow_reader_gets_flow_control_not_unbounded_buffering():
+    """Above the transport's high-water mark the outbox takes the library's waiting path: the
+    sender blocks instead of growing its write buffer without bound."""
+
+    async def main():
+        received: list = []
+        started, release = asyncio.Event(), asyncio.Event()
+        server = await _echo_count_server(received, started, release)
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}", write_limit=64 * 1024, compression=None) as ws:
+            await started.wait()
+            outbox = outbox_for(ws)
+            chunk = os.urandom(256 * 1024)
+            sent = 0
+
+            async def flood():
+                nonlocal sent
+                for _ in range(400):  # 100 MB if nothing pushed back
+                    await outbox.send(chunk, text=False)
+                    sent += 1
+
+            task = asyncio.create_task(flood())
+            await asyncio.sleep(1.0)
+            blocked_at = sent
+            buffered = ws.transport.get_write_buffer_size()
+            assert not task.done()
+            assert blocked_at < 400
+            # What sits in user space is bounded by the high-water mark plus one frame, not the flood.
+            assert buffered <= 64 * 1024 + 2 * len(chunk) + 4096, buffered
+            release.set()
+            await asyncio.wait_for(task, 30)
+            for _ in range(200):
+                if len(received) == 400:
+                    break
+                await asyncio.sleep(0.05)
+        server.close()
+        await server.wait_closed()
+        return blocked_at, len(received)
+
+    blocked_at, count = run(main())
+    assert count == 400
+
+
+def test_send_on_a_closed_connection_raises_connection_closed():
+    async def main():
+        async def handler(ws):
+            await ws.close()
+
+        server = await serve(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as ws:
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+            with pytest.raises(websockets.ConnectionClosed):
+                await outbox_for(ws).send(b"late", text=True)
+        server.close()
+        await server.wait_closed()
+
+    run(main())
+
+
+# ---- codec fast paths --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_encode_refuses_non_finite_floats_even_though_msgspec_would_write_null(value):
+    with pytest.raises(ValueError):
+        messages.encode_bytes({"type": "inference_response", "request_id": "r", "data": {"x": [1.0, value]}})
+
+
+def test_encode_keeps_real_nulls_and_surrogates_are_refused():
+    out = messages.encode_bytes({"a": None, "b": "null", "c": "é", "d": 1.5})
+    assert json.loads(out) == {"a": None, "b": "null", "c": "é", "d": 1.5}
+    with pytest.raises(ValueError):
+        messages.encode_bytes({"a": "\ud800"})
+
+
+@pytest.mark.parametrize(
+    ("text", "wide"),
+    [
+        ('{"n": 1234567890123456789}', True),  # 19 digits: may be beyond 64 bits, walk it
+        ('{"n": 123456789012345678}', False),
+        ('{"s": "' + "a" * ((1 << 20) - 12) + '", "n": 99999999999999999999}', True),  # across a window edge
+        ('{"s": "' + "1" * 18 + 'x"}', False),
+    ],
+)
+def test_digit_run_scan(text, wide):
+    assert messages._needs_check(text)[1] is wide
+
+
+def test_integer_beyond_64_bits_across_the_scan_window_is_refused():
+    frame = (
+        '{"type":"inference_request","request_id":"r","data":{"s":"'
+        + "a" * ((1 << 20) - 40)
+        + '","n":1'
+        + "0" * 30
+        + "}}"
+    )
+    msg = messages.parse_envelope(frame, frozenset({messages.INFERENCE_REQUEST}))
+    with pytest.raises(messages.BadRequestError, match="beyond 64 bits"):
+        messages.decode_data(msg.data_raw, request_id="r")
