@@ -5,6 +5,7 @@ still take CPU from the next on a small machine):
   floor  a bare `websockets` echo server: one hop, no protocol work (bench/peer_floor.py)
   vigil  client -> main backend (services/main_backend/main.py) -> no-op test backend
          (tests/support/controlled_backend.py, op "echo"): two hops, gateway and backend each a process
+  before the same two processes from a git worktree of --before REF (an earlier commit)
   ray    Ray Serve 2.60: FastAPI WebSocket ingress deployment -> no-op deployment (bench/peer_ray.py),
          when --ray-python (default .venv-ray/bin/python) exists and imports ray; benchmark-only
 
@@ -13,6 +14,7 @@ connection, every connection warmed up first, then each cell runs --seconds (or 
 connection). Prints p50/p99 (ms) and req/s per cell and the ratios issue 14 sets goals for.
 
   python bench/peers.py [--seconds 4] [--concurrency 1 16] [--peers floor vigil ray]
+  python bench/peers.py --peers floor vigil before --before 344fb61   # before/after in one run
   python bench/peers.py --profile /tmp/prof   # also py-spy the vigil processes at the top concurrency
 
 --profile DIR records the gateway and the backend with py-spy (dev venv: pip install py-spy) during
@@ -269,10 +271,13 @@ def floor_peer() -> Iterator[tuple[str, dict[str, int]]]:
 
 
 @contextlib.contextmanager
-def vigil_peer(log_level: str, log_path: Path) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
-    """MainBackend + backend; their logs (both) go to `log_path`, as a container's go to its log file."""
+def vigil_peer(
+    log_level: str, log_path: Path, root: Path = REPO
+) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
+    """MainBackend + backend of the tree at `root` (this checkout, or a worktree of an earlier
+    commit for the `before` peer); their logs (both) go to `log_path`, as a container's go to its log file."""
     backend_port, gateway_port = free_port(), free_port()
-    env = {**os.environ, "PYTHONPATH": str(SHARED_SRC), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": str(root / SHARED_SRC.relative_to(REPO)), "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory() as tmp, log_path.open("ab") as log:
         cfg = Path(tmp) / "models.yaml"
         cfg.write_text(
@@ -281,7 +286,8 @@ def vigil_peer(log_level: str, log_path: Path) -> Iterator[tuple[str, subprocess
         )
         # The backend with its defaults (one model worker, queue 64): what a model backend ships with.
         backend = spawn(
-            [sys.executable, str(CONTROLLED_BACKEND), "--host", "127.0.0.1", "--port", str(backend_port)]
+            [sys.executable, str(root / CONTROLLED_BACKEND.relative_to(REPO)), "--host", "127.0.0.1"]
+            + ["--port", str(backend_port)]
             + ["--log-level", log_level]
             # A no-op model declares itself cheap enough for the event loop (BaseModelBackend.run_inline).
             + (["--inline"] if INLINE_BACKEND else []),
@@ -295,7 +301,7 @@ def vigil_peer(log_level: str, log_path: Path) -> Iterator[tuple[str, subprocess
                 wait_http(f"http://127.0.0.1:{backend_port}/readyz", 30)
                 gateway = spawn(
                     [sys.executable, "main.py", "--config", str(cfg), "--log-level", log_level],
-                    cwd=MAIN_BACKEND,
+                    cwd=root / MAIN_BACKEND.relative_to(REPO),
                     env=env,
                     stdout=log,
                     stderr=log,
@@ -310,6 +316,25 @@ def vigil_peer(log_level: str, log_path: Path) -> Iterator[tuple[str, subprocess
             if gateway is not None:
                 stop(gateway)
             stop(backend)
+
+
+@contextlib.contextmanager
+def worktree_at(ref: str) -> Iterator[Path]:
+    """A detached git worktree of `ref` (removed afterwards): the `before` peer runs from it."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{ref}^{{commit}}"], capture_output=True, text=True
+    )
+    if commit.returncode != 0:
+        raise SystemExit(f"--before {ref!r}: not a commit of this repository")
+    path = Path(tempfile.mkdtemp(prefix="vigil-peers-before-"))
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet", str(path), commit.stdout.strip()],
+        check=True,
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], check=False)
 
 
 def ray_available(python: Path) -> str | None:
@@ -456,6 +481,16 @@ def ratio_lines(cells: list[Cell], concs: list[int]) -> list[str]:
             + ", ".join(f"{c.peer} {ceiling(c, cores):.0f} req/s" for c in (f_hi, v_hi, r_hi) if c)
             + f"; vigil/floor {ceiling(v_hi, cores) / ceiling(f_hi, cores):.3f}"
         )
+    b_hi, b_lo = get("before", hi), get("before", lo)
+    if v_hi and b_hi:
+        cores = os.cpu_count() or 1
+        out.append(
+            f"vigil / before at conc {hi}: req/s {v_hi.rps / b_hi.rps:.2f}x, server CPU per request "
+            f"{server_cpu(v_hi):.3f} vs {server_cpu(b_hi):.3f} ms, ceiling {ceiling(v_hi, cores):.0f} vs "
+            f"{ceiling(b_hi, cores):.0f} req/s"
+        )
+    if v_lo and b_lo:
+        out.append(f"vigil / before at conc {lo}: p50 {v_lo.p50:.3f} vs {b_lo.p50:.3f} ms")
     if v_lo and r_lo:
         out.append(f"vigil conc {lo} req/s / ray        = {v_lo.rps / r_lo.rps:6.1f}x")
         out.append(f"ray conc {lo} p50 / vigil          = {r_lo.p50 / v_lo.p50:6.1f}x")
@@ -467,7 +502,12 @@ def ratio_lines(cells: list[Cell], concs: list[int]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--peers", nargs="+", default=["floor", "vigil", "ray"], choices=["floor", "vigil", "ray"])
+    parser.add_argument(
+        "--peers", nargs="+", default=["floor", "vigil", "ray"], choices=["floor", "vigil", "before", "ray"]
+    )
+    parser.add_argument(
+        "--before", default=None, metavar="REF", help="peer `before`: vigil at this git commit (a worktree), same load"
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--seconds", type=float, default=4.0, help="measured time per cell (default 4)")
     parser.add_argument("--requests", type=int, default=None, help="requests per connection instead of --seconds")
@@ -511,6 +551,14 @@ def main() -> int:
                         f"profiled cell (vigil conc {profiled.conc} under py-spy, not in the table): "
                         f"p50 {profiled.p50:.3f} ms, {profiled.rps:.0f} req/s"
                     )
+        elif peer == "before":
+            if args.before is None:
+                raise SystemExit("peer 'before' needs --before REF (e.g. --before HEAD~5)")
+            log_path = Path(tempfile.gettempdir()) / f"vigil-peers-before-{os.getpid()}.log"
+            notes.append(f"before: vigil at {args.before}, logs in {log_path}")
+            with worktree_at(args.before) as root, vigil_peer(args.log_level, log_path, root) as (url, gw, be):
+                pids = {"gateway": gw.pid, "backend": be.pid}
+                cells += [measure("before", url, "bench", "inference_response", n, pids, args) for n in concs]
         elif peer == "ray":
             why_not = ray_available(ray_python)
             if why_not:

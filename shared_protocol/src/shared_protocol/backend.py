@@ -436,8 +436,11 @@ class BaseModelBackend(abc.ABC):
         if msg.trace_id is not None:
             reply["trace_id"] = msg.trace_id  # back to the gateway, which logs it too
         code = reply.get("code")
+        level = logging.INFO if code not in (None, ErrorCode.BAD_REQUEST.value) else logging.DEBUG
+        if not logger.isEnabledFor(level):  # the common case: no log fields built per request
+            return reply
         logger.log(
-            logging.INFO if code not in (None, ErrorCode.BAD_REQUEST.value) else logging.DEBUG,
+            level,
             "request %s",
             "answered" if code is None else f"failed: {reply.get('error')}",
             extra=logs.request_fields(
