@@ -119,8 +119,11 @@ class ProtocolServer:
         endpoints: dict[str, Endpoint] | None = None,
         protected_endpoints: dict[str, Endpoint] | None = None,
         name: str = "server",
+        reuse_port: bool = False,
     ) -> None:
         self.handler = handler
+        # SO_REUSEPORT: several worker processes listen on one port; the kernel spreads connections.
+        self.reuse_port = reuse_port
         self.host = host
         self.port = port
         self.limits = limits or ServerLimits()
@@ -152,6 +155,7 @@ class ProtocolServer:
             ping_interval=self.limits.ping_interval,
             ping_timeout=self.limits.ping_timeout,
             compression=None,  # frames are mostly base64 images: deflate costs CPU and saves little
+            reuse_port=self.reuse_port or None,
         )
         self.bound_port = self._server.sockets[0].getsockname()[1]
 
