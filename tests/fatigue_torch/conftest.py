@@ -28,6 +28,16 @@ def torch_engine(weights_dir):
 
 
 @pytest.fixture(scope="session")
+def iris_engine(weights_dir):
+    """The plain mesh refined by the iris model (refinement="iris"), MediaPipe's legacy iris graph."""
+    from vigil_fatigue.torch_engine.engine import TorchLandmarkEngine
+
+    engine = TorchLandmarkEngine(weights_dir, device="cpu", max_faces=4, refinement="iris")
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
 def plain_engine(weights_dir):
     """The 468-point mesh without the iris refinement (what MediaPipe's plain FaceMesh gives)."""
     from vigil_fatigue.torch_engine.engine import TorchLandmarkEngine
@@ -65,7 +75,7 @@ def iris_interpreter():
 def mp_face_mesh():
     from mediapipe.python.solutions import face_mesh
 
-    # The plain 468-point model: the one converted (the attention model has custom ops).
+    # The plain 468-point model (refine_landmarks=False).
     mesh = face_mesh.FaceMesh(
         static_image_mode=True, max_num_faces=4, refine_landmarks=False, min_detection_confidence=0.5
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from fatigue import images
 
 # Batched convolutions may sum in another order than batch-1 ones: float32 noise only.
@@ -34,19 +35,22 @@ def test_batch_equals_single_calls(torch_engine, astronaut, astronaut_closed):
             assert abs(a.score - b.score) < 1e-4
 
 
-def test_one_forward_per_model_per_call(torch_engine, astronaut, astronaut_closed, monkeypatch):
+@pytest.mark.parametrize(("engine_name", "expected"), [("torch_engine", [6, 6]), ("iris_engine", [6, 6, 12])])
+def test_one_forward_per_model_per_call(engine_name, expected, request, astronaut, astronaut_closed, monkeypatch):
+    engine = request.getfixturevalue(engine_name)
     frames = _frames(astronaut, astronaut_closed)
     batch_sizes = []
-    run = torch_engine._run
+    run = engine._run
 
     def counting_run(model, batch):
         batch_sizes.append(len(batch))
         return run(model, batch)
 
-    monkeypatch.setattr(torch_engine, "_run", counting_run)
-    torch_engine.detect(frames)
-    # Detector on all 6 frames, landmarks on all 6 faces, the iris model on all 12 eyes.
-    assert batch_sizes == [len(frames), 6, 12]
+    monkeypatch.setattr(engine, "_run", counting_run)
+    engine.detect(frames)
+    # Detector on all 6 frames, the landmark model on all 6 faces (the attention mesh refines in
+    # the same pass); with refinement="iris", the iris model on all 12 eyes.
+    assert batch_sizes == [len(frames), *expected[1:]]
 
 
 def test_no_face_anywhere_skips_the_landmark_model(torch_engine, monkeypatch):

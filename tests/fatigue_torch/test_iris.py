@@ -32,13 +32,13 @@ PARITY_NAMES = ["original", "rotated_-30", "rotated_15", "scaled_0.5", "scaled_1
 
 
 @pytest.mark.parametrize("name", PARITY_NAMES)
-def test_eye_contours_match_mediapipes_iris_pipeline(name, parity_images, torch_engine, mp_face_mesh, iris_interpreter):
+def test_eye_contours_match_mediapipes_iris_pipeline(name, parity_images, iris_engine, mp_face_mesh, iris_interpreter):
     image = parity_images[name]
     # MediaPipe's own 468-point mesh drives the reference crops; the engine uses its own mesh
     # (within ~0.003 px of it, test_pipeline_parity).
     reference_mesh = mp_meshes(mp_face_mesh, image)[0]
     left, right = mp_eye_contours(image, reference_mesh, iris_interpreter)
-    points = torch_engine.detect([image])[0][0].points
+    points = iris_engine.detect([image])[0][0].points
     assert points.shape == (478, 3)
     for indices, expected in ((iris.LEFT_EYE_REFINED_INDICES, left), (iris.RIGHT_EYE_REFINED_INDICES, right)):
         errors = np.linalg.norm(points[list(indices), :2] - expected, axis=1)

@@ -45,6 +45,7 @@ class TFLiteGraph(nn.Module):
             safe = name.replace(".", "_")
             self.register_buffer(safe, value.float().contiguous())
             self._buffer_names[name] = safe
+        self.ops = program["ops"]  # kept for rewrites (lanes.fuse_parallel_branches)
         self._steps = [self._compile(op) for op in program["ops"]]
 
     def _weight(self, name: str | None) -> torch.Tensor | None:
@@ -100,6 +101,21 @@ class TFLiteGraph(nn.Module):
                 return _activate(a + b, act)
 
             return binary, op["inputs"], out
+        if kind == "mul":
+            operands, act = op["operands"], op["activation"]
+
+            def product(*tensors):
+                it = iter(tensors)
+                a, b = (next(it) if isinstance(o, int) else self._weight(o) for o in operands)
+                return _activate(a * b, act)
+
+            return product, op["inputs"], out
+        if kind == "landmarks_to_matrix":
+            return self._landmarks_to_matrix(op), op["inputs"], out
+        if kind == "transform_tensor_bilinear":
+            return self._transform_tensor_bilinear(op), op["inputs"], out
+        if kind == "transform_landmarks":
+            return _transform_landmarks, op["inputs"], out
         if kind == "activation":
             act = op["activation"]
             return (lambda x: _activate(x, act)), op["inputs"], out
@@ -132,6 +148,58 @@ class TFLiteGraph(nn.Module):
             return (lambda *xs: _activate(torch.cat(xs, axis), act)), op["inputs"], out
         raise ValueError(f"{self.source}: unknown op {kind!r} in converted program")
 
+    # -- MediaPipe's attention-mesh custom ops (mediapipe/util/tflite/operations/, version 2) --------
+    def _landmarks_to_matrix(self, op: dict) -> Callable:
+        """Landmarks2TransformMatrix v2: the affine map from a (h, w) crop to the landmarks' space
+        that frames the subset's box, rotated so the left->right landmark line is at the target
+        angle and scaled by (scale_x, scale_y). (B, N, 3) landmarks -> (B, 4, 4) matrices."""
+        subset = f"_subset_{op['outputs'][0]}"
+        self.register_buffer(subset, torch.tensor(op["subset"], dtype=torch.long))
+        left, right, target = op["left"], op["right"], op["target_rotation"]
+        (out_h, out_w), (scale_x, scale_y) = op["output_size"], op["scale"]
+
+        def to_matrix(landmarks):
+            dx = landmarks[:, right, 0] - landmarks[:, left, 0]
+            dy = landmarks[:, right, 1] - landmarks[:, left, 1]
+            rotation = target - torch.atan2(dy, dx)
+            cos, sin = torch.cos(rotation)[:, None], torch.sin(rotation)[:, None]
+            points = landmarks.index_select(1, getattr(self, subset))
+            x, y = points[..., 0], points[..., 1]
+            rx, ry = cos * x - sin * y, sin * x + cos * y  # the subset, rotated level
+            x0, x1, y0, y1 = rx.amin(1), rx.amax(1), ry.amin(1), ry.amax(1)
+            mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+            cos, sin = cos[:, 0], sin[:, 0]
+            cx, cy = cos * mx + sin * my, -sin * mx + cos * my  # box centre, rotated back
+            kx, ky = scale_x * (x1 - x0) / out_w, scale_y * (y1 - y0) / out_h
+            a00, a01, a10, a11 = cos * kx, sin * ky, -sin * kx, cos * ky
+            t0 = cx - a00 * (out_w / 2.0) - a01 * (out_h / 2.0)
+            t1 = cy - a10 * (out_w / 2.0) - a11 * (out_h / 2.0)
+            zero, one = torch.zeros_like(a00), torch.ones_like(a00)
+            rows = [a00, a01, zero, t0, a10, a11, zero, t1, zero, zero, one, zero, zero, zero, zero, one]
+            return torch.stack(rows, dim=1).reshape(-1, 4, 4)
+
+        return to_matrix
+
+    def _transform_tensor_bilinear(self, op: dict) -> Callable:
+        """TransformTensorBilinear v2: an (h, w) crop of an NCHW activation through a matrix,
+        pixel centres mapped (the op's 0.5 correction), bilinear; a sample whose position falls
+        outside [0, size - 1] is 0 (grid_sample would blend the border into it)."""
+        (in_h, in_w), (out_h, out_w) = op["input_size"], op["output_size"]
+        grid = f"_grid_{op['outputs'][0]}"
+        ys, xs = torch.meshgrid(torch.arange(out_h) + 0.5, torch.arange(out_w) + 0.5, indexing="ij")
+        self.register_buffer(grid, torch.stack([xs, ys, torch.ones_like(xs)]).float())  # (3, h, w)
+
+        def crop(x, matrix):
+            g = getattr(self, grid)
+            tx = torch.einsum("bk,khw->bhw", matrix[:, 0, [0, 1, 3]], g) - 0.5
+            ty = torch.einsum("bk,khw->bhw", matrix[:, 1, [0, 1, 3]], g) - 0.5
+            inside = (tx >= 0) & (tx <= in_w - 1) & (ty >= 0) & (ty <= in_h - 1)
+            norm = torch.stack([tx * (2.0 / (in_w - 1)) - 1.0, ty * (2.0 / (in_h - 1)) - 1.0], dim=-1)
+            y = F.grid_sample(x, norm, mode="bilinear", padding_mode="zeros", align_corners=True)
+            return y * inside[:, None].to(y.dtype)
+
+        return crop
+
     def forward(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         if len(inputs) != len(self.input_specs):
             raise ValueError(f"{self.source}: expected {len(self.input_specs)} inputs, got {len(inputs)}")
@@ -145,6 +213,14 @@ class TFLiteGraph(nn.Module):
             y = values[spec["id"]]
             outputs.append(y.permute(0, 2, 3, 1) if y.dim() == 4 else y)
         return outputs
+
+
+def _transform_landmarks(landmarks: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """TransformLandmarks v2: x, y of (B, N, 2|3) landmarks through the matrix; z kept."""
+    x, y = landmarks[..., 0], landmarks[..., 1]
+    tx = matrix[:, 0, 0, None] * x + matrix[:, 0, 1, None] * y + matrix[:, 0, 3, None]
+    ty = matrix[:, 1, 0, None] * x + matrix[:, 1, 1, None] * y + matrix[:, 1, 3, None]
+    return torch.cat([torch.stack([tx, ty], dim=-1), landmarks[..., 2:]], dim=-1)
 
 
 def load_graph(path: str | Path) -> TFLiteGraph:

@@ -12,6 +12,7 @@ MODELS = {
     "face_detection_short_range": "mediapipe/modules/face_detection/face_detection_short_range.tflite",
     "face_landmark": "mediapipe/modules/face_landmark/face_landmark.tflite",
     "iris_landmark": "mediapipe/modules/iris_landmark/iris_landmark.tflite",
+    "face_landmark_with_attention": "mediapipe/modules/face_landmark/face_landmark_with_attention.tflite",
 }
 
 

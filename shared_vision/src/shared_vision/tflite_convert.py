@@ -216,6 +216,65 @@ class _Reader:
     def op_add(self, op, ins, outs) -> None:
         self._binary(op, ins, outs, "add", self.tflite.AddOptions)
 
+    def op_mul(self, op, ins, outs) -> None:
+        self._binary(op, ins, outs, "mul", self.tflite.MulOptions)
+
+    def op_strided_slice(self, op, ins, outs) -> None:
+        # Only the identity slice (the attention mesh's output_mesh_identity) is translated.
+        shape = self.shape(ins[0])
+        begin, end, strides = (self.constant(i) for i in ins[1:4])
+        options = self._options(op, self.tflite.StridedSliceOptions)
+        identity = (
+            begin is not None
+            and end is not None
+            and strides is not None
+            and not any(begin.tolist())
+            and end.tolist() == shape
+            and all(s == 1 for s in strides.tolist())
+            and options.ShrinkAxisMask() == 0
+        )
+        if not identity:
+            raise ConversionError("STRIDED_SLICE other than the identity slice is not supported")
+        self._unary(ins, outs, "none")
+
+    def op_custom(self, op, ins, outs) -> None:
+        """MediaPipe's attention-mesh ops (mediapipe/util/tflite/operations/*.cc, version 2)."""
+        from flatbuffers import flexbuffers  # the tflite reader's own dependency
+
+        code = self.model.OperatorCodes(op.OpcodeIndex())
+        name, version = code.CustomCode().decode(), code.Version()
+        raw = op.CustomOptionsAsNumpy()
+        options = {} if isinstance(raw, int) else flexbuffers.Loads(bytes(raw.tobytes()))
+        if version != 2:
+            raise ConversionError(f"custom op {name} version {version} is not supported (only 2)")
+        if name == "Landmarks2TransformMatrix":
+            self._emit(
+                op="landmarks_to_matrix",
+                inputs=[ins[0]],
+                outputs=outs,
+                subset=[int(i) for i in options["subset_idxs"]],  # an odd last index pairs with itself
+                left=int(options["left_rotation_idx"]),
+                right=int(options["right_rotation_idx"]),
+                target_rotation=float(options["target_rotation_radians"]),
+                output_size=[int(options["output_height"]), int(options["output_width"])],
+                scale=[float(options["scale_x"]), float(options["scale_y"])],
+            )
+        elif name == "TransformTensorBilinear":
+            self._emit(
+                op="transform_tensor_bilinear",
+                inputs=ins[:2],
+                outputs=outs,
+                input_size=self.shape(ins[0])[1:3],
+                output_size=[int(options["output_height"]), int(options["output_width"])],
+            )
+        elif name == "TransformLandmarks":
+            dims = self.shape(ins[0])[-1]
+            if dims not in (2, 3):
+                raise ConversionError(f"TransformLandmarks with {dims} dimensions is not supported")
+            self._emit(op="transform_landmarks", inputs=ins[:2], outputs=outs, dimensions=dims)
+        else:
+            raise ConversionError(f"custom op {name} is not supported")
+
     def _unary(self, ins, outs, kind) -> None:
         self._emit(op="activation", inputs=[ins[0]], outputs=outs, activation=kind)
 

@@ -1,11 +1,15 @@
-"""TorchLandmarkEngine: MediaPipe Face Mesh (468 points) with iris refinement (478) on converted
-models, batched.
+"""TorchLandmarkEngine: MediaPipe Face Mesh with refined eyes, lips and irises (478 points) on
+converted models, batched.
 
-One `detect(frames)` call runs the face detector once on all frames, the landmark model once on
-all face crops and the iris model once on all eye crops (two per face), so a backend that batches
-requests from many streams gets one forward pass per model per batch. The pre/post-processing
-reproduces MediaPipe 0.10.21's face_landmark_front_cpu graph in static-image mode (roi.py,
-detection.py) and its iris_landmark_left_and_right_from_face_landmarks graph (iris.py).
+One `detect(frames)` call runs the face detector once on all frames and the landmark model once
+on all face crops, so a backend that batches requests from many streams gets one forward pass per
+model per batch. The pre/post-processing reproduces MediaPipe 0.10.21's face_landmark_front_cpu
+graph in static-image mode (roi.py, detection.py). Refinement (`refinement`):
+- "attention" (default): MediaPipe's own refine_landmarks=True model, the attention mesh
+  (face_landmark_with_attention; its crop ops run as torch ops, attention.py decodes it). Its
+  three sub-networks run as one (shared_vision.lanes).
+- "iris": the plain 468-point mesh, then the iris model once on all eye crops (two per face),
+  as MediaPipe's iris_landmark_left_and_right_from_face_landmarks graph (iris.py).
 """
 
 from __future__ import annotations
@@ -23,16 +27,19 @@ import torch
 
 from shared_vision import anchors, blazeface, detection
 from shared_vision.graph import load_graph
-from shared_vision.runtime import enable_cpu_fusion, optimize, resolve_device
+from shared_vision.lanes import fuse_parallel_branches
+from shared_vision.runtime import Unfused, enable_cpu_fusion, optimize, resolve_device
 
 from ..engine import FaceLandmarks, LandmarkEngine, box_from_points
-from . import iris, roi
+from . import attention, iris, roi
 
 logger = logging.getLogger(__name__)
 
 DETECTOR_FILE = blazeface.MODEL_FILE
 LANDMARK_FILE = "face_landmark.safetensors"
 IRIS_FILE = "iris_landmark.safetensors"
+ATTENTION_FILE = "face_landmark_with_attention.safetensors"
+REFINEMENTS = ("attention", "iris")
 DETECTOR_SIZE = blazeface.INPUT_SIZE
 LANDMARK_SIZE = 192
 NUM_LANDMARKS = 468
@@ -61,21 +68,32 @@ class TorchLandmarkEngine(LandmarkEngine):
         warmup: bool = True,
         warmup_batch_sizes: Sequence[int] = (1, 2, 3, 4),
         refine_eyes: bool = True,
+        refinement: str = "attention",
     ):
         if max_faces < 1:
             raise ValueError("max_faces must be >= 1")
         if not 0.0 < min_detection_confidence < 1.0:
             raise ValueError("min_detection_confidence must be in (0, 1)")
+        if refinement not in REFINEMENTS:
+            raise ValueError(f"refinement must be one of {REFINEMENTS}")
         self.device = resolve_device(device)
         self.max_faces = max_faces
         self.min_detection_confidence = min_detection_confidence
         weights_dir = Path(weights_dir)
         detector = load_graph(weights_dir / DETECTOR_FILE).to(self.device)
-        landmarks = load_graph(weights_dir / LANDMARK_FILE).to(self.device)
-        # Refined eye contours (iris model): the plain mesh's eyelids barely move when eyes close.
+        # Refined eye contours: the plain mesh's eyelids barely move when eyes close.
         self.refine_eyes = refine_eyes
-        eyes = load_graph(weights_dir / IRIS_FILE).to(self.device) if refine_eyes else None
-        if refine_eyes:
+        self.refinement = refinement if refine_eyes else None
+        self._attention = self.refinement == "attention"
+        landmarks = load_graph(weights_dir / (ATTENTION_FILE if self._attention else LANDMARK_FILE)).to(self.device)
+        eyes = load_graph(weights_dir / IRIS_FILE).to(self.device) if self.refinement == "iris" else None
+        if self._attention:
+            self.name = "torch-face-mesh-attention-0.10.21"
+            # Its lips/eye/iris sub-networks as one set of wider ops (~3x fewer kernel calls).
+            landmarks = fuse_parallel_branches(
+                landmarks, torch.zeros(1, LANDMARK_SIZE, LANDMARK_SIZE, 3, device=self.device)
+            )
+        elif refine_eyes:
             self.name = "torch-face-mesh-iris-0.10.21"
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -86,6 +104,8 @@ class TorchLandmarkEngine(LandmarkEngine):
             landmarks = optimize(landmarks, torch.zeros(2, LANDMARK_SIZE, LANDMARK_SIZE, 3, device=self.device))
             if eyes is not None:
                 eyes = optimize(eyes, torch.zeros(2, iris.IRIS_INPUT_SIZE, iris.IRIS_INPUT_SIZE, 3, device=self.device))
+            if self._attention and self.device.type == "cpu":
+                landmarks = Unfused(landmarks)  # oneDNN Graph miscomputes the merged lanes (runtime.py)
         self._detector = detector
         self._landmarks = landmarks
         self._eyes = eyes
@@ -126,9 +146,12 @@ class TorchLandmarkEngine(LandmarkEngine):
         if not jobs:
             return results
         crops = np.stack([_rgb(roi.warp(frames[j.frame], j.region, LANDMARK_SIZE, cv2.BORDER_REPLICATE)) for j in jobs])
-        raw_landmarks, face_flags = self._run(self._landmarks, crops.astype(np.float32) * np.float32(1.0 / 255.0))
-        presence = 1.0 / (1.0 + np.exp(-face_flags.reshape(-1)))
-        raw_landmarks = raw_landmarks.reshape(len(jobs), NUM_LANDMARKS, 3)
+        outputs = self._run(self._landmarks, crops.astype(np.float32) * np.float32(1.0 / 255.0))
+        if self._attention:
+            raw_landmarks, face_flags = attention.refine(outputs)
+        else:
+            raw_landmarks, face_flags = outputs[0].reshape(len(jobs), NUM_LANDMARKS, 3), outputs[1].reshape(-1)
+        presence = 1.0 / (1.0 + np.exp(-face_flags))
         faces: list[tuple[_FaceJob, np.ndarray]] = [
             (job, roi.project_landmarks(raw, job.region, LANDMARK_SIZE))
             for job, raw, present in zip(jobs, raw_landmarks, presence, strict=True)
