@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared_protocol.limits import (
     DEFAULT_BACKEND_MAX_IN_FLIGHT_PER_CONNECTION,
@@ -92,6 +92,22 @@ class MainBackendConfig(BaseModel):
     max_pending_bytes: int = Field(default=DEFAULT_MAX_PENDING_BYTES, ge=1024)
     max_pending_bytes_per_connection: int = Field(default=DEFAULT_MAX_PENDING_BYTES_PER_CONNECTION, ge=1024)
     grace_period: float = Field(default=DEFAULT_GRACE_PERIOD, ge=0)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "gateway processes sharing the port (SO_REUSEPORT); each has its own backend connections, and "
+            "max_connections and max_pending_bytes are divided among them (docs/scaling.md)"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _workers_need_a_fixed_port(self) -> MainBackendConfig:
+        # Port 0 would give every worker its own random port instead of one shared one.
+        if self.workers > 1 and self.port == 0:
+            raise ValueError("workers > 1 needs a fixed port (port 0 would give each worker its own port)")
+        return self
 
 
 class Config(BaseModel):

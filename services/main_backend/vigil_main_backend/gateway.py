@@ -54,9 +54,11 @@ UNHEALTHY = "unhealthy"
 class MainBackend:
     allowed_types = _ALLOWED_TYPES
 
-    def __init__(self, config: Config, *, api_tokens: tuple[str, ...] | None = None) -> None:
+    def __init__(self, config: Config, *, api_tokens: tuple[str, ...] | None = None, worker: int | None = None) -> None:
         self.config = config
-        self.metrics = MainBackendMetrics()
+        # Which of `workers` processes this is (workers.py); None when the gateway is one process.
+        self.worker = worker
+        self.metrics = MainBackendMetrics(worker)
         self.clients: dict[str, ReplicaPool] = {}
         self.metrics.registry.register(ReplicaCollector(self.clients))  # per-replica in flight, errors
         if api_tokens is None:
@@ -128,6 +130,7 @@ class MainBackend:
                 "/status": json_endpoint(lambda: (200, self.backend_report())),
             },
             name="main backend",
+            reuse_port=main.workers > 1,  # the workers share the port; the kernel spreads connections
         )
         await self._server.start()
         self.bound_port = self._server.bound_port
@@ -138,9 +141,14 @@ class MainBackend:
             "on" if self.auth.enabled else "off",
             {name: client.url for name, client in self.clients.items()} or "none enabled",
         )
+        refresher = None
+        if self.metrics.multiprocess_dir is not None:  # other workers' scrapes read this one's gauges
+            refresher = asyncio.create_task(self.metrics.refresh_forever(self.clients))
         try:
             await self._stop.wait()
         finally:
+            if refresher is not None:
+                refresher.cancel()
             await self._shutdown()
 
     def stop(self) -> None:
@@ -229,13 +237,12 @@ class MainBackend:
         }
         if missing:
             body["missing_required_backends"] = missing
+        if self.worker is not None:  # answered by the worker that took the connection
+            body["worker"] = self.worker
         return (200 if ready else 503), body
 
     def _metrics_endpoint(self) -> tuple[int, str, bytes]:
-        for name, client in self.clients.items():
-            self.metrics.backend_up.labels(name).set(1 if client.connected else 0)
-            self.metrics.backend_ready.labels(name).set(1 if client.ready else 0)
-            self.metrics.in_flight.labels(name).set(client.in_flight)
+        self.metrics.refresh(self.clients)
         content_type, body = self.metrics.render()
         return 200, content_type, body
 
@@ -250,6 +257,8 @@ class MainBackend:
             return {"type": RELOAD_FRAME, "request_id": msg.request_id}
         details = peer.authenticated  # with auth off nobody is: details go to /status on a token
         backends = self.backend_report() if details else self.public_backend_report()
+        if self.worker is not None:  # which worker process holds this connection (workers > 1)
+            return messages.pong(self.overall_status(), msg.request_id, backends=backends, worker=self.worker)
         return messages.pong(self.overall_status(), msg.request_id, backends=backends)
 
     def admit(self, peer: Peer, msg: messages.Message) -> tuple[ErrorCode, str] | None:

@@ -1,16 +1,36 @@
-"""Prometheus metrics of the main backend (one registry per gateway, so tests can run several)."""
+"""Prometheus metrics of the main backend (one registry per gateway, so tests can run several).
+
+With several worker processes (`workers` > 1) every worker writes its values to the files of
+prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, made by the supervisor) and a
+scrape of any worker reads every worker's files: counters and histograms are summed, gauges say
+how they combine (`multiprocess_mode`). What a worker only knows in memory (its connections to the
+backends and their replicas) is copied into those files every REFRESH_INTERVAL seconds.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import Mapping
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+REFRESH_INTERVAL = 1.0  # seconds: how stale another worker's gauges may be in a scrape
 
 # Buckets from 0.5 ms (loopback hop) to 30 s (the default request_timeout).
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 class MainBackendMetrics:
-    def __init__(self) -> None:
+    def __init__(self, worker: int | None = None) -> None:
+        # Multiprocess mode only for a worker of several, and only when the supervisor made the
+        # directory (prometheus_client picked its file-backed values at import from the same variable).
+        self.multiprocess_dir = os.environ.get(MULTIPROC_DIR_ENV) if worker is not None else None
+        self.worker = worker
         self._children: dict[str, tuple] = {}
         self._message_children: dict[str, Counter] = {}
         self.registry = CollectorRegistry()
@@ -23,8 +43,14 @@ class MainBackendMetrics:
         self.errors = Counter(
             "vigil_backend_errors", "Error replies per backend, by code", ["backend", "code"], registry=self.registry
         )
+        # multiprocess_mode: across workers, requests in flight add up; a backend is up (ready) only
+        # when every live worker's connection to it is. Ignored with one process.
         self.in_flight = Gauge(
-            "vigil_backend_in_flight", "Requests awaiting a backend reply", ["backend"], registry=self.registry
+            "vigil_backend_in_flight",
+            "Requests awaiting a backend reply",
+            ["backend"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.latency = Histogram(
             "vigil_backend_latency_seconds",
@@ -55,11 +81,20 @@ class MainBackendMetrics:
             registry=self.registry,
         )
         self.backend_up = Gauge(
-            "vigil_backend_up", "1 when the backend connection is up", ["backend"], registry=self.registry
+            "vigil_backend_up",
+            "1 when the backend connection is up",
+            ["backend"],
+            registry=self.registry,
+            multiprocess_mode="livemin",
         )
         self.backend_ready = Gauge(
-            "vigil_backend_ready", "1 when the backend reports its model healthy", ["backend"], registry=self.registry
+            "vigil_backend_ready",
+            "1 when the backend reports its model healthy",
+            ["backend"],
+            registry=self.registry,
+            multiprocess_mode="livemin",
         )
+        self.replicas = ReplicaMirror(worker) if self.multiprocess_dir else None
 
     def count_client_message(self, message_type: str) -> None:
         """One client message of a known type (the codec refuses unknown ones before this)."""
@@ -94,5 +129,89 @@ class MainBackendMetrics:
             if isinstance(size, int) and size >= 1:
                 batch_size.observe(size)
 
+    def refresh(self, pools: Mapping[str, Any]) -> None:
+        """The gauges read from this process's backend pools (at scrape time, and every
+        REFRESH_INTERVAL in multiprocess mode so that other workers' scrapes see them)."""
+        for name, pool in pools.items():
+            self.backend_up.labels(name).set(1 if pool.connected else 0)
+            self.backend_ready.labels(name).set(1 if pool.ready else 0)
+            self.in_flight.labels(name).set(pool.in_flight)
+        if self.replicas is not None:
+            self.replicas.update(pools)
+
+    async def refresh_forever(self, pools: Mapping[str, Any], interval: float = REFRESH_INTERVAL) -> None:
+        while True:
+            self.refresh(pools)
+            await asyncio.sleep(interval)
+
     def render(self) -> tuple[str, bytes]:
-        return CONTENT_TYPE_LATEST, generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return CONTENT_TYPE_LATEST, generate_latest(self.registry)
+        registry = CollectorRegistry()  # every worker's files, this one's included
+        MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return CONTENT_TYPE_LATEST, generate_latest(registry)
+
+
+class ReplicaMirror:
+    """Multiprocess mode: the figures `replicas.ReplicaCollector` reads from one process's pools at
+    scrape time, written to the shared files instead, so a scrape of any worker sees them all.
+
+    - `vigil_backend_replicas{backend,state,worker}`: per worker (each worker has its own connections,
+      and they may disagree for a moment about which replica is healthy);
+    - `vigil_replica_in_flight{backend,replica}`: summed over the workers;
+    - `vigil_replica_requests_total` / `vigil_replica_errors_total`: summed over the workers, and kept
+      when a worker restarts (counters; with one process they count since the replica joined).
+    """
+
+    def __init__(self, worker: int | None) -> None:
+        self.worker = str(worker)
+        # Not registered anywhere: the values live in the multiprocess files, read by MultiProcessCollector.
+        self.counts = Gauge(
+            "vigil_backend_replicas",
+            "Replicas of a backend, by state, as each gateway worker sees them",
+            ["backend", "state", "worker"],
+            registry=None,
+            multiprocess_mode="livesum",
+        )
+        self.in_flight = Gauge(
+            "vigil_replica_in_flight",
+            "Requests awaiting a reply, per replica",
+            ["backend", "replica"],
+            registry=None,
+            multiprocess_mode="livesum",
+        )
+        self.requests = Counter(
+            "vigil_replica_requests", "Requests sent to a replica", ["backend", "replica"], registry=None
+        )
+        self.errors = Counter(
+            "vigil_replica_errors", "Error replies of a replica, by code", ["backend", "replica", "code"], registry=None
+        )
+        self._counted: dict[tuple[str, ...], int] = {}  # what the counters already hold, per label set
+        self._in_flight_labels: set[tuple[str, str]] = set()
+
+    def update(self, pools: Mapping[str, Any]) -> None:
+        seen: set[tuple[str, str]] = set()
+        for name, pool in pools.items():
+            report = pool.replica_report()
+            for state in ("healthy", "connected", "total"):
+                self.counts.labels(name, state, self.worker).set(report[state])
+            for replica_id, replica in report["replicas"].items():
+                seen.add((name, replica_id))
+                self.in_flight.labels(name, replica_id).set(replica["in_flight"])
+                self._advance(self.requests, (name, replica_id), replica["requests"])
+                for code, count in replica["errors_by_code"].items():
+                    self._advance(self.errors, (name, replica_id, code), count)
+        gone = self._in_flight_labels - seen
+        for labels in gone:  # a replica that left has nothing in flight here
+            self.in_flight.labels(*labels).set(0)
+        # If it comes back, its pool counts start again from 0.
+        self._counted = {labels: n for labels, n in self._counted.items() if labels[:2] not in gone}
+        self._in_flight_labels = seen
+
+    def _advance(self, counter: Counter, labels: tuple[str, ...], total: int) -> None:
+        """Add what the pool counted since the last update."""
+        before = self._counted.get(labels, 0)
+        delta = total - before if total >= before else total  # a count that went back: started again
+        if delta:
+            counter.labels(*labels).inc(delta)
+        self._counted[labels] = total
