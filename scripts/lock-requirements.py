@@ -9,7 +9,9 @@
 Each `services/<name>/requirements<suffix>.in` gives `requirements<suffix>.txt` next to it, written
 by `uv pip compile --universal --generate-hashes` (uv pinned in requirements-dev.txt), so the images
 install with `pip install --require-hashes`. A `*nodeps.in` is compiled with `--no-deps` (the
-listed files only, installed with `pip --no-deps`). Existing pins are kept unless the .in changes
+listed files only, installed with `pip --no-deps`). fatigue's and emotion's runtime locks sit on
+the shared torch layer (fatigue/requirements-torch.txt, compiled first): `-c` that lock and
+`--no-emit-package` for its CUDA-only packages. Existing pins are kept unless the .in changes
 them (uv prefers what the output file already holds), so a re-lock moves nothing by itself.
 
 Staleness without a resolver: the lock's header stores the sha256 of its .in and of the compile
@@ -42,13 +44,36 @@ HEADER_TAG = "# input-sha256: "
 CUDA_ONLY = re.compile(r"^(nvidia-[a-z0-9-]+|triton|cuda-bindings|cuda-pathfinder|cuda-toolkit)$")
 
 
+# The shared torch layer of the fatigue and emotion images (docs/containers.md, "One torch layer"):
+# its lock is compiled first, and the locks installed on top of it are constrained to it (every
+# package both install gets the layer's version, so pip finds it installed) and leave out the
+# CUDA-only packages (the layer holds them; a TORCH_INDEX_URL build with the CPU wheel has none).
+TORCH_LAYER_IN = ("services", "fatigue", "requirements-torch.in")
+ON_TORCH_LAYER = (("services", "fatigue", "requirements.in"), ("services", "emotion", "requirements.in"))
+
+
 def lock_pairs(root: Path = ROOT) -> list[tuple[Path, Path]]:
-    """(source .in, lock .txt) for every services/*/requirements*.in."""
-    return [(src, src.with_suffix(".txt")) for src in sorted(root.glob("services/*/requirements*.in"))]
+    """(source .in, lock .txt) for every services/*/requirements*.in, the torch layer's first."""
+    sources = sorted(root.glob("services/*/requirements*.in"), key=lambda src: (src.parts[-3:] != TORCH_LAYER_IN, src))
+    return [(src, src.with_suffix(".txt")) for src in sources]
+
+
+def locked_names(lock: Path) -> list[str]:
+    """Package names a lock pins (a requirement line starts at column 0)."""
+    names = {re.split(r"[=<>!~; \[]", line, maxsplit=1)[0].lower() for line in lock.read_text().splitlines()}
+    return sorted(name for name in names if re.match(r"[a-z0-9]", name))
 
 
 def compile_flags(src: Path) -> tuple[str, ...]:
-    return BASE_FLAGS + (NODEPS_FLAGS if src.name.endswith("nodeps.in") else ())
+    flags = BASE_FLAGS + (NODEPS_FLAGS if src.name.endswith("nodeps.in") else ())
+    if src.parts[-3:] in ON_TORCH_LAYER:
+        torch_lock = src.parents[1].joinpath(*TORCH_LAYER_IN[1:]).with_suffix(".txt")
+        flags += ("-c", "/".join(TORCH_LAYER_IN[:-1] + (torch_lock.name,)))
+        if torch_lock.exists():
+            for name in locked_names(torch_lock):
+                if CUDA_ONLY.match(name):
+                    flags += ("--no-emit-package", name)
+    return flags
 
 
 def input_digest(src: Path) -> str:

@@ -125,7 +125,7 @@ def test_torch_stage_comes_first_and_the_service_builds_on_it(service: str):
 
 def test_torch_lock_is_fresh_hashed_and_pins_one_torch():
     assert locks.stored_digest(TORCH_LOCK) == locks.input_digest(TORCH_IN), (
-        f"{TORCH_LOCK.relative_to(ROOT)} is stale against its .in: run docker/torch/lock.py"
+        f"{TORCH_LOCK.relative_to(ROOT)} is stale against its .in: run scripts/lock-requirements.py"
     )
     entries = 0
     lines = TORCH_LOCK.read_text().splitlines()
@@ -172,7 +172,9 @@ def test_service_lock_keeps_the_torch_layers_versions(service: str):
     for name in sorted(shared):
         assert service_pins[name] == torch_pins[name], (
             f"{service_lock.relative_to(ROOT)} pins {sorted(service_pins[name])}, the torch layer "
-            f"{sorted(torch_pins[name])}: run docker/torch/lock.py"
+            f"{sorted(torch_pins[name])}: run scripts/lock-requirements.py"
         )
     cuda = sorted(name for name in service_pins if locks.CUDA_ONLY.match(name))
-    assert not cuda, f"{service_lock.relative_to(ROOT)} pins CUDA-only packages {cuda}: run docker/torch/lock.py"
+    assert not cuda, (
+        f"{service_lock.relative_to(ROOT)} pins CUDA-only packages {cuda}: run scripts/lock-requirements.py"
+    )
