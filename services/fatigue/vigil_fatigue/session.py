@@ -80,12 +80,7 @@ class Calibration:
     def _finish(self) -> None:
         s = self._settings
         self.open_ear = float(np.percentile(self._ears, s.calibration_percentile))
-        # P80: closed when the opening above the floor is below (1 - 0.8) of the open one.
-        floor = s.closed_ear_floor_ratio * self.open_ear  # the shut eye's EAR scales with the open one
-        raw = floor + (1.0 - s.perclos_closure_fraction) * (self.open_ear - floor)
-        self.threshold = float(np.clip(raw, s.min_ear_threshold, s.max_ear_threshold))
-        if raw != self.threshold:
-            logger.warning("calibrated EAR threshold %.3f clipped to %.3f", raw, self.threshold)
+        self.threshold = calibrated_ear_threshold(self.open_ear, s)
         self.pitch_baseline = float(np.median(self._pitches)) if self._pitches else None
         # Straight ahead = where the subject looked most of the first seconds (the median).
         if self._looks:
@@ -95,6 +90,18 @@ class Calibration:
         self._ears.clear()
         self._pitches.clear()
         self._looks.clear()
+
+
+def calibrated_ear_threshold(open_ear: float, settings: FatigueSettings) -> float:
+    """P80 on the subject's open EAR: closed when the opening above the floor is below (1 - 0.8)
+    of the open one; the floor (a shut eye's EAR) scales with the open EAR. Clipped to the
+    settings' bounds."""
+    floor = settings.closed_ear_floor_ratio * open_ear
+    raw = floor + (1.0 - settings.perclos_closure_fraction) * (open_ear - floor)
+    threshold = float(np.clip(raw, settings.min_ear_threshold, settings.max_ear_threshold))
+    if raw != threshold:
+        logger.warning("calibrated EAR threshold %.3f clipped to %.3f", raw, threshold)
+    return threshold
 
 
 class SessionTracker:
