@@ -46,19 +46,22 @@ class FatigueSettings(ServiceSettings):
     device: str = Field(
         "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="torch engine: auto (CUDA when available), cpu, cuda:N"
     )
-    # Torch engine: refine the eye region with MediaPipe's iris model (iris_landmark.tflite, converted
-    # like the others): 71 eye-contour points per eye replace the mesh's, + 5 iris points per eye.
-    # The plain mesh's eyelids barely move when the eyes close (EAR 0.30 open vs 0.20 shut on the
-    # test photo); refined ones do (see README). The mediapipe engine refines with its attention mesh.
+    # Torch engine: refined eyes, lips and irises (478 points). The plain mesh's eyelids barely move
+    # when the eyes close (EAR 0.30 open vs 0.20 shut on the test photo); refined ones do (README).
+    # "attention": MediaPipe's own refine_landmarks=True model (face_landmark_with_attention, its
+    # crop ops ported; the same points as the mediapipe engine, within 0.002 px); "iris": the plain
+    # mesh + MediaPipe's iris model on eye crops (the legacy iris graph; slower, and its shut eyes
+    # read ~1.5x higher, README).
     torch_refine_eyes: bool = True
+    torch_refinement: Literal["attention", "iris"] = "attention"
 
     # ---- eye closure -------------------------------------------------------------------------
     # Before calibration. The 6-point EAR of Soukupová & Čech ("Real-Time Eye Blink Detection using
-    # Facial Landmarks", CVWW 2016) is usually cut at 0.2. On refined eye contours (torch: iris
-    # model; mediapipe: attention mesh) measured on 3 real faces x 5 head poses (README): open eyes
-    # 0.26-0.37 (torch) / 0.23-0.33 (mediapipe); shut eyes (painted or blurred lids) 0.08-0.21 /
-    # 0.04-0.16. 0.22 sits between the torch engine's shut maximum and both engines' open minimum.
-    default_ear_threshold: float = Field(0.22, gt=0, lt=1)
+    # Facial Landmarks", CVWW 2016) is usually cut at 0.2. On the refined eye contours (attention
+    # mesh, both engines) measured on 2 real faces (+ mirrored) x 5 head poses x 3 ways of closing
+    # (README): open eyes 0.229-0.331, shut eyes 0.034-0.143. 0.19 sits in the middle of that gap
+    # (0.186), just under the literature's 0.2.
+    default_ear_threshold: float = Field(0.19, gt=0, lt=1)
     # Calibration: the open-eye EAR of this session = this percentile of its face frames in the
     # first `calibration_s` seconds (a high-ish percentile ignores the ~5 % of time spent blinking).
     calibration_s: float = Field(10.0, gt=0)
@@ -68,9 +71,9 @@ class FatigueSettings(ServiceSettings):
     # "closed" = eyelid covers >= 80 % of the eye, i.e. the opening is below 20 % of the open one.
     # Landmarks never report EAR 0 for a shut eye (lid thickness, the fit's smoothing), so the
     # opening is measured above a floor: threshold = floor + (1 - 0.8) * (open_ear - floor). The
-    # refined contours' shut-eye EAR is 0.23-0.65 of the same face's open EAR (README), so the floor
-    # is a fraction of the subject's own open EAR: 0.5, giving threshold = 0.6 x open EAR (0.21 for
-    # a typical open 0.35).
+    # refined contours' shut-eye EAR is 0.11-0.46 of the same face's open EAR (README), so the floor
+    # is a fraction of the subject's own open EAR, the measured worst case rounded up: 0.5, giving
+    # threshold = 0.6 x open EAR (0.19 for a typical open 0.32).
     perclos_closure_fraction: float = Field(0.8, gt=0, lt=1)
     closed_ear_floor_ratio: float = Field(0.5, ge=0, lt=1)
     # Calibrated thresholds outside this band mean a bad calibration (eyes mostly shut, or a

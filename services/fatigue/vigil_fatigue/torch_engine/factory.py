@@ -16,4 +16,5 @@ def torch_engine_factory(settings) -> TorchLandmarkEngine:
         max_faces=settings.max_faces,
         min_detection_confidence=settings.min_detection_confidence,
         refine_eyes=settings.torch_refine_eyes,
+        refinement=settings.torch_refinement,
     )
