@@ -69,7 +69,16 @@ class Gateway:
                 stderr=log,
             )
         wait_http(f"http://127.0.0.1:{self.port}/readyz", timeout=60)
+        self.wait_listening(2)
         return self
+
+    def wait_listening(self, count: int, timeout: float = 60) -> None:
+        """Until `count` workers (started ones included) have logged that they listen."""
+        deadline = time.monotonic() + timeout
+        while self.log().count("listening (pid") < count:
+            assert self.proc.poll() is None, self.log()[-3000:]
+            assert time.monotonic() < deadline, self.log()[-3000:]
+            time.sleep(0.05)
 
     @property
     def url(self) -> str:
@@ -303,12 +312,9 @@ def test_killed_worker_is_restarted_and_serves(gateway):
     assert f"(pid {victim}) killed by SIGKILL after it listened; restarting" in gateway.log()
     wait_http(f"http://127.0.0.1:{gateway.port}/readyz", timeout=60)
 
+    gateway.wait_listening(3)  # the replacement too
+
     async def scenario():
-        # The replacement listens once it logged so; then both indexes answer again.
-        for _ in range(200):
-            if gateway.log().count("listening (pid") >= 3:
-                break
-            await asyncio.sleep(0.1)
         by_worker = await connections_on_both(gateway.url)
         try:
             for conns in by_worker.values():
@@ -369,3 +375,27 @@ def test_port_taken_makes_the_supervisor_give_up(backend, tmp_path):
                 proc.wait()
     assert proc.returncode == 1, stderr[-3000:]
     assert "giving up" in stderr and "before it listened" in stderr
+
+
+def test_workers_leave_when_the_supervisor_is_killed(backend, tmp_path):
+    gw = Gateway(tmp_path, backend.port).start()
+    try:
+        pids = gw.worker_pids()
+        assert len(pids) == 2
+        gw.proc.kill()  # SIGKILL: no forwarding; the workers must notice on their own
+        gw.proc.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in pids):
+            assert time.monotonic() < deadline, f"orphaned workers still running: {pids}"
+            time.sleep(0.1)
+        assert gw.log().count("the supervisor (pid") == 2
+    finally:
+        gw.stop()
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config
@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 WORKER_INDEX_ENV = "VIGIL_GATEWAY_WORKER_INDEX"  # set by the supervisor: "run as worker i"
 READY_FD_ENV = "VIGIL_GATEWAY_WORKER_READY_FD"  # the worker writes one byte there once it listens
+SUPERVISOR_PID_ENV = "VIGIL_GATEWAY_SUPERVISOR_PID"  # the worker stops when its parent is no longer this
 _GATEWAY_COPIES = 3  # the gateway charges a request 3 x its frame (gateway.py); for the budget warning
 
 RESTART_BACKOFF = 0.5  # seconds before the first restart of a worker that died
@@ -117,7 +118,9 @@ def tag_worker_logs(index: int) -> None:
 async def serve_worker(gateway, ready_fd: int | None) -> None:
     """Run one worker's MainBackend; tell the supervisor once it listens; stop (drain) if the
     supervisor is gone, so that a killed supervisor never leaves workers serving on their own."""
-    parent = os.getppid()
+    # The supervisor's pid from it, not getppid() now: it may already be gone (killed while we started).
+    supervisor = os.environ.get(SUPERVISOR_PID_ENV, "")
+    parent = int(supervisor) if supervisor.isdigit() else os.getppid()
     task = asyncio.create_task(gateway.serve(install_signal_handlers=True))
     while gateway.bound_port is None and not task.done():
         await asyncio.sleep(0.01)
@@ -149,7 +152,6 @@ class _Slot:
     listening_since: float | None = None
     quick_failures: int = 0
     restart_at: float | None = None  # when to start the next process (after a death)
-    pids: list[int] = field(default_factory=list)
 
 
 class Supervisor:
@@ -216,7 +218,12 @@ class Supervisor:
 
     def _spawn(self, slot: _Slot) -> None:
         read_fd, write_fd = os.pipe()
-        env = {**os.environ, WORKER_INDEX_ENV: str(slot.index), READY_FD_ENV: str(write_fd)}
+        env = {
+            **os.environ,
+            WORKER_INDEX_ENV: str(slot.index),
+            READY_FD_ENV: str(write_fd),
+            SUPERVISOR_PID_ENV: str(os.getpid()),
+        }
         if self.metrics_dir is not None:
             env[MULTIPROC_DIR_ENV] = str(self.metrics_dir)
         try:
@@ -229,7 +236,6 @@ class Supervisor:
         slot.started_at = time.monotonic()
         slot.listening_since = None
         slot.restart_at = None
-        slot.pids.append(slot.proc.pid)
         logger.info("worker %d started (pid %d)", slot.index, slot.proc.pid)
 
     def _mark_listening(self, slot: _Slot, now: float) -> None:
@@ -279,21 +285,25 @@ class Supervisor:
     def _stop_all(self) -> None:
         """SIGTERM every worker, wait for the drains, kill what outlives them."""
         self._exit_code = 0
-        live = [slot.proc for slot in self.slots if slot.proc is not None and slot.proc.poll() is None]
-        for proc in live:
+        live = [slot for slot in self.slots if slot.proc is not None and slot.proc.poll() is None]
+        for slot in live:
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
+                slot.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.config.main_backend.grace_period + CLEANUP_MARGIN
-        for proc in live:
+        for slot in live:
+            proc = slot.proc
             try:
                 code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                logger.error("worker pid %d did not stop within its grace period; killing it", proc.pid)
+                logger.error(
+                    "worker %d (pid %d) did not stop within its grace period; killing it", slot.index, proc.pid
+                )
                 proc.kill()
                 code = proc.wait()
-            if code != 0:
+            # SIGTERM before a worker listens ends it at once: it had nothing in flight.
+            if code != 0 and not (code == -signal.SIGTERM and slot.listening_since is None):
                 self._exit_code = 1
-                logger.warning("worker pid %d exited with code %s while stopping", proc.pid, code)
+                logger.warning("worker %d (pid %d) exited with code %s while stopping", slot.index, proc.pid, code)
             self._mark_dead(proc.pid)
         for slot in self.slots:
             self._close_ready_fd(slot)
