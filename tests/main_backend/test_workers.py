@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from support.net import REPO, BackendProcess, connect_ws, free_port, http_get, rpc, wait_http
 from vigil_main_backend.config import Config
+from vigil_main_backend.metrics import ReplicaMirror
 from vigil_main_backend.workers import budget_warning, per_worker_config
 
 MAIN_DIR = REPO / "services" / "main_backend"
@@ -183,6 +184,49 @@ def test_per_process_limits_are_divided_among_workers():
     assert budget_warning(config) is None
     tight = Config.model_validate({"main_backend": {"port": 8765, "workers": 8}})  # 32 MiB < 3 x 16 MiB
     assert "raise max_pending_bytes" in budget_warning(tight)
+
+
+class FakePool:
+    """What ReplicaMirror reads from a ReplicaPool: its replica_report()."""
+
+    def __init__(self) -> None:
+        self.replicas: dict[str, dict] = {}
+
+    def replica_report(self) -> dict:
+        healthy = len(self.replicas)
+        return {"healthy": healthy, "connected": healthy, "total": healthy, "replicas": self.replicas}
+
+
+def test_replica_mirror_turns_pool_counts_into_counters_that_survive_a_rejoin():
+    from prometheus_client import CollectorRegistry
+
+    mirror = ReplicaMirror(worker=1)
+    registry = CollectorRegistry()
+    for collector in (mirror.counts, mirror.in_flight, mirror.requests, mirror.errors):
+        registry.register(collector)
+    pool = FakePool()
+    pools = {"eeg": pool}
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"backend": "eeg", **labels})
+
+    pool.replicas["r1"] = {"in_flight": 3, "requests": 5, "errors_by_code": {"timeout": 1}}
+    mirror.update(pools)
+    pool.replicas["r1"] = {"in_flight": 1, "requests": 8, "errors_by_code": {"timeout": 2}}
+    mirror.update(pools)
+    assert value("vigil_replica_requests_total", replica="r1") == 8
+    assert value("vigil_replica_errors_total", replica="r1", code="timeout") == 2
+    assert value("vigil_replica_in_flight", replica="r1") == 1
+    assert value("vigil_backend_replicas", state="total", worker="1") == 1
+    del pool.replicas["r1"]  # the replica left: nothing in flight there any more
+    mirror.update(pools)
+    assert value("vigil_replica_in_flight", replica="r1") == 0
+    assert value("vigil_backend_replicas", state="total", worker="1") == 0
+    # It rejoins: the pool counts from 0 again; the counter goes on from 8.
+    pool.replicas["r1"] = {"in_flight": 0, "requests": 9, "errors_by_code": {}}
+    mirror.update(pools)
+    assert value("vigil_replica_requests_total", replica="r1") == 17
+    assert value("vigil_replica_errors_total", replica="r1", code="timeout") == 2
 
 
 @pytest.mark.parametrize(
