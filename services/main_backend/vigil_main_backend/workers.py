@@ -102,9 +102,8 @@ class _WorkerTag(logging.Filter):
         self.prefix = f"[worker {index}] "
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not getattr(record, "_worker_tagged", False):
+        if getattr(record, "worker", None) is None:  # once, however many handlers see the record
             record.worker = self.index
-            record._worker_tagged = True
             if isinstance(record.msg, str):
                 record.msg = self.prefix + record.msg
         return True
