@@ -53,8 +53,9 @@ def write_config(path: Path, gateway_port: int, backend_port: int) -> Path:
 class Gateway:
     """`main.py --workers 2` as a subprocess; its log (supervisor and workers) goes to a file."""
 
-    def __init__(self, tmp: Path, backend_port: int, *extra: str) -> None:
+    def __init__(self, tmp: Path, backend_port: int, *extra: str, metrics_dir: Path | None = None) -> None:
         self.port = free_port()
+        self.metrics_dir = metrics_dir  # PROMETHEUS_MULTIPROC_DIR given by the operator, else the supervisor's own
         self.config = write_config(tmp / "models.yaml", self.port, backend_port)
         self.log_path = tmp / "gateway.log"
         self.extra = extra
@@ -65,7 +66,10 @@ class Gateway:
             self.proc = subprocess.Popen(
                 [sys.executable, "main.py", "--config", str(self.config), "--workers", "2", *self.extra],
                 cwd=MAIN_DIR,
-                env=gateway_env(),
+                env={
+                    **gateway_env(),
+                    **({"PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)} if self.metrics_dir else {}),
+                },
                 stdout=log,
                 stderr=log,
             )
@@ -117,7 +121,11 @@ def backend():
 
 @pytest.fixture(scope="module")
 def gateway(backend, tmp_path_factory):
-    gw = Gateway(tmp_path_factory.mktemp("workers"), backend.port).start()
+    tmp = tmp_path_factory.mktemp("workers")
+    metrics_dir = tmp / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_1.db").write_bytes(b"left by an earlier run: not a valid file")  # must be cleaned
+    gw = Gateway(tmp, backend.port, metrics_dir=metrics_dir).start()
     try:
         yield gw
     finally:
@@ -344,7 +352,10 @@ def test_hostile_input_on_one_worker_never_affects_the_other(gateway):
 def test_killed_worker_is_restarted_and_serves(gateway):
     pids = gateway.worker_pids()
     assert len(pids) == 2
+    counted = metric(scrape(gateway.port), "vigil_client_messages_total", type="health_check")
+    assert counted > 0
     victim = min(pids)
+    assert (gateway.metrics_dir / f"counter_{victim}.db").exists()
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 60
     while True:
@@ -357,6 +368,10 @@ def test_killed_worker_is_restarted_and_serves(gateway):
     wait_http(f"http://127.0.0.1:{gateway.port}/readyz", timeout=60)
 
     gateway.wait_listening(3)  # the replacement too
+    # The dead worker's counts stay in the sums, folded into one archive file.
+    assert not (gateway.metrics_dir / f"counter_{victim}.db").exists()
+    assert (gateway.metrics_dir / "counter_archive.db").exists()
+    assert metric(scrape(gateway.port), "vigil_client_messages_total", type="health_check") == counted
 
     async def scenario():
         by_worker = await connections_on_both(gateway.url)
@@ -394,6 +409,9 @@ def test_sigterm_drains_every_worker_and_exits_0(backend, tmp_path):
         assert [r["type"] for r in replies] == ["inference_response"] * len(replies), replies
         assert gw.proc.wait(timeout=30) == 0, gw.log()[-3000:]
         assert gw.log().count("main backend stopped") == 2
+        # The supervisor's own metrics directory is removed on the way out.
+        made = re.search(r"metrics of every worker in (\S+)", gw.log())
+        assert made and not Path(made.group(1)).exists()
     finally:
         gw.stop()
 
@@ -422,7 +440,8 @@ def test_port_taken_makes_the_supervisor_give_up(backend, tmp_path):
 
 
 def test_workers_leave_when_the_supervisor_is_killed(backend, tmp_path):
-    gw = Gateway(tmp_path, backend.port).start()
+    # A directory of the test's own: a killed supervisor cannot remove the one it would make.
+    gw = Gateway(tmp_path, backend.port, metrics_dir=tmp_path / "metrics").start()
     try:
         pids = gw.worker_pids()
         assert len(pids) == 2

@@ -149,7 +149,10 @@ class MainBackendMetrics:
             return CONTENT_TYPE_LATEST, generate_latest(self.registry)
         registry = CollectorRegistry()  # every worker's files, this one's included
         MultiProcessCollector(registry, path=self.multiprocess_dir)
-        return CONTENT_TYPE_LATEST, generate_latest(registry)
+        try:
+            return CONTENT_TYPE_LATEST, generate_latest(registry)
+        except FileNotFoundError:  # a dead worker's file folded away between listing and reading
+            return CONTENT_TYPE_LATEST, generate_latest(registry)
 
 
 class ReplicaMirror:

@@ -329,14 +329,45 @@ class Supervisor:
         else:
             self.metrics_dir = Path(tempfile.mkdtemp(prefix="vigil-gateway-metrics-"))
             self._own_metrics_dir = True
+        logger.info("metrics of every worker in %s", self.metrics_dir)
 
     def _mark_dead(self, pid: int) -> None:
-        """A dead worker's live gauges leave the sums (its counters stay: they are history)."""
+        """A dead worker's live gauges leave the sums; its counters and histograms stay (they are
+        history), folded into one archive file so that restarts do not add files without end."""
         if self.metrics_dir is not None:
             from prometheus_client.multiprocess import mark_process_dead
 
             mark_process_dead(pid, str(self.metrics_dir))
+            fold_dead_worker(self.metrics_dir, pid)
 
     def _remove_metrics_dir(self) -> None:
         if self._own_metrics_dir and self.metrics_dir is not None:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+
+def fold_dead_worker(metrics_dir: Path, pid: int) -> None:
+    """Add a dead worker's counter and histogram values (prometheus_client's per-process files)
+    to `<kind>_archive.db` and remove its files. The archive is rewritten under a name scrapes do
+    not read and renamed into place, so a scrape sees it whole."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    for kind in ("counter", "histogram"):
+        dead = metrics_dir / f"{kind}_{pid}.db"
+        if not dead.exists():
+            continue
+        archive = metrics_dir / f"{kind}_archive.db"
+        totals: dict[str, float] = {}
+        for path in (archive, dead):
+            if path.exists():
+                for key, value, _timestamp, _pos in MmapedDict.read_all_values_from_file(str(path)):
+                    totals[key] = totals.get(key, 0.0) + value
+        staging = metrics_dir / f"{kind}_archive.tmp"  # not *.db: invisible to MultiProcessCollector
+        staging.unlink(missing_ok=True)
+        out = MmapedDict(str(staging))
+        try:
+            for key, value in totals.items():
+                out.write_value(key, value, 0.0)
+        finally:
+            out.close()
+        os.replace(staging, archive)
+        dead.unlink()
