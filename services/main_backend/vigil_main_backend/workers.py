@@ -8,8 +8,8 @@ of the client's address). The supervisor:
 
 - forwards SIGTERM / SIGINT to the workers and waits for their drain (each within its
   `grace_period`, plus CLEANUP_MARGIN; a worker still running then is killed, exit code 1);
-- restarts a worker that dies (logged, with a backoff from RESTART_BACKOFF doubling to
-  MAX_RESTART_BACKOFF); a worker that has served STABLE_AFTER seconds starts the count again;
+- restarts a worker that dies (logged, after RESTART_BACKOFF, doubling with each quick death in a
+  row); a worker that has listened STABLE_AFTER seconds starts the count again;
 - gives up (stops the others, exits 1) after MAX_QUICK_FAILURES deaths in a row of one worker
   that never became stable (a taken port, a crash at start), and exits 2 at once when a worker
   reports a bad configuration (the supervisor validated it first, so only a file changed since);
