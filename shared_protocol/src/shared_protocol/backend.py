@@ -37,6 +37,7 @@ from typing import Any
 from . import logs, messages
 from .auth import TokenAuth
 from .batching import BatchCollector, PendingItem
+from .deadlines import Deadlines
 from .errors import BadRequestError, ErrorCode, ProtocolError
 from .eventloop import run_event_loop, stop_on_signals
 from .fields import MAX_SESSION_ID_LENGTH, RequestData
@@ -298,6 +299,7 @@ class BaseModelBackend(abc.ABC):
             max_workers=self.max_concurrency, thread_name_prefix=f"{type(self).__name__}-worker"
         )
         self._collector = BatchCollector(self.max_batch_size, self.max_queue_delay_ms)
+        self._deadlines = Deadlines()
         self._loader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
         self._server = _BackendServer(
             self,
@@ -457,11 +459,11 @@ class BaseModelBackend(abc.ABC):
     ) -> dict[str, Any]:
         deadline = received_at + self.request_timeout
         item = self._collector.submit(payload, owner, received_at, codec)
+        # One loop timer for every request's deadline (shared_protocol.deadlines): on timeout the
+        # item's future gets TimeoutError; a batch already computing it ignores that.
+        self._deadlines.add(item.future, max(0.0, deadline - time.monotonic()))
         try:
-            # asyncio.timeout, not wait_for: no extra task per request. On timeout the item's future
-            # is cancelled; a batch already computing it ignores that.
-            async with asyncio.timeout_at(self._loop.time() + max(0.0, deadline - time.monotonic())):
-                outcome = await item.future
+            outcome = await item.future
         except TimeoutError:
             self._collector.discard(item)  # a batch not yet formed drops it; a running one ignores it
             return messages.error_message(
@@ -472,6 +474,8 @@ class BaseModelBackend(abc.ABC):
         except Exception as exc:
             logger.error("process_inference failed for request %s", request_id, exc_info=exc)
             return messages.error_message(request_id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._deadlines.discard(item.future)
         result, started_at, finished_at, batch_size, version = outcome
         if not isinstance(result, dict):
             return messages.error_message(

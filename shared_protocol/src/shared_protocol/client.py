@@ -26,6 +26,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from . import messages
+from .deadlines import Deadlines
 from .errors import BadRequestError, ErrorCode
 from .limits import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_REQUEST_TIMEOUT
 from .outbox import outbox_for
@@ -163,6 +164,7 @@ class BackendClient:
         self.status = BackendStatus()
         self._connection: ClientConnection | None = None
         self._pending: dict[str, tuple[asyncio.Future, float]] = {}
+        self._deadlines = Deadlines()  # one loop timer for every request's timeout
         self._pong_waiter: asyncio.Future | None = None
         self._runner: asyncio.Task | None = None
         self._wake = asyncio.Event()  # cuts a backoff sleep short (a health tick while down)
@@ -242,9 +244,9 @@ class BackendClient:
             except websockets.ConnectionClosed:
                 return Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} connection closed")
             limit = self.request_timeout if timeout is None else timeout
+            self._deadlines.add(future, limit)
             try:
-                async with asyncio.timeout(limit):  # no extra task per request (unlike wait_for)
-                    reply = await future
+                reply = await future
             except TimeoutError:
                 reply = Reply.failure(
                     ErrorCode.TIMEOUT,
@@ -254,6 +256,7 @@ class BackendClient:
             reply.backend_request_id = request_id
             return reply
         finally:
+            self._deadlines.discard(future)
             self._pending.pop(request_id, None)
 
     @staticmethod
