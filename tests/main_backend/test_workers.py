@@ -43,7 +43,7 @@ def gateway_env() -> dict[str, str]:
 def write_config(path: Path, gateway_port: int, backend_port: int) -> Path:
     path.write_text(
         f"main_backend:\n  host: 127.0.0.1\n  port: {gateway_port}\n  health_interval: 0.5\n"
-        f"  max_message_size: {MAX_MESSAGE_SIZE}\n  grace_period: 5\n"
+        f"  max_message_size: {MAX_MESSAGE_SIZE}\n  grace_period: 10\n"
         f"model_backends:\n  eeg:\n    host: 127.0.0.1\n    port: {backend_port}\n    required: true\n"
         "    reconnect_interval: 0.2\n    request_timeout: 10\n"
     )
@@ -392,9 +392,11 @@ def test_sigterm_drains_every_worker_and_exits_0(backend, tmp_path):
             by_worker = await connections_on_both(gw.url)
             conns = [ws for group in by_worker.values() for ws in group]
             try:
-                for n, ws in enumerate(conns):  # in flight on both workers when SIGTERM arrives
+                # In flight on both workers when SIGTERM arrives; the backend runs them one at a time
+                # (>= 8 x 200 ms), well inside the 10 s grace period.
+                for n, ws in enumerate(conns):
                     msg = {"type": "inference_request", "request_id": f"d{n}", "model": "eeg"}
-                    await ws.send(json.dumps({**msg, "data": {"op": "sleep", "ms": 300}}))
+                    await ws.send(json.dumps({**msg, "data": {"op": "sleep", "ms": 200}}))
                 await asyncio.sleep(0.1)
                 gw.proc.send_signal(signal.SIGTERM)
                 replies = [json.loads(await asyncio.wait_for(ws.recv(), 20)) for ws in conns]
