@@ -147,7 +147,6 @@ class _Slot:
     index: int
     proc: subprocess.Popen | None = None
     ready_fd: int | None = None  # read end of the readiness pipe
-    started_at: float = 0.0
     listening_since: float | None = None
     quick_failures: int = 0
     restart_at: float | None = None  # when to start the next process (after a death)
@@ -232,7 +231,6 @@ class Supervisor:
         finally:
             os.close(write_fd)
         slot.ready_fd = read_fd
-        slot.started_at = time.monotonic()
         slot.listening_since = None
         slot.restart_at = None
         logger.info("worker %d started (pid %d)", slot.index, slot.proc.pid)
@@ -253,7 +251,7 @@ class Supervisor:
         self._close_ready_fd(slot)
         self._mark_dead(proc.pid)
         slot.proc = None
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        how = _how_it_ended(code)
         stable = slot.listening_since is not None and now - slot.listening_since >= STABLE_AFTER
         if code == 2 and slot.listening_since is None:
             logger.error("worker %d (pid %d) %s: bad configuration; stopping", slot.index, proc.pid, how)
@@ -343,6 +341,15 @@ class Supervisor:
     def _remove_metrics_dir(self) -> None:
         if self._own_metrics_dir and self.metrics_dir is not None:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+
+def _how_it_ended(code: int) -> str:
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
 
 
 def fold_dead_worker(metrics_dir: Path, pid: int) -> None:
