@@ -1,5 +1,5 @@
 """The attention mesh on torch (the default refinement): 478 points against MediaPipe's own
-refine_landmarks=True pipeline, at every batch size; its converted custom ops."""
+refine_landmarks=True pipeline, at every batch size; its converted custom ops; the lane merge."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fatigue import images
 from fatigue_torch.reference import mp_meshes
 
 from shared_vision.graph import load_graph
+from shared_vision.lanes import fuse_parallel_branches
 from shared_vision.sources import read_model
 from shared_vision.tflite_convert import convert_tflite_bytes
 from vigil_fatigue.torch_engine import attention
@@ -81,6 +82,16 @@ def test_attention_custom_ops_are_converted():
     crop = next(op for op in graph.ops if op["op"] == "landmarks_to_matrix")
     assert crop["output_size"] == [16, 16] and crop["scale"] == [1.5, 1.5]
     assert [o["name"] for o in graph.outputs][:2] == ["output_mesh_identity", "output_lips"]
+
+
+def test_lane_merge_matches_the_op_by_op_graph(attention_graph):
+    torch.manual_seed(0)
+    x = torch.rand(3, 192, 192, 3)
+    merged = fuse_parallel_branches(attention_graph, x[:1])
+    assert merged.merged_ops > 200  # the lips and eye sub-networks run as one
+    with torch.inference_mode():
+        for a, b in zip(merged(x), attention_graph(x), strict=True):
+            assert (a - b).abs().max() < 1e-3
 
 
 def test_crop_op_zeroes_samples_outside_the_map(attention_graph):

@@ -45,7 +45,7 @@ class TFLiteGraph(nn.Module):
             safe = name.replace(".", "_")
             self.register_buffer(safe, value.float().contiguous())
             self._buffer_names[name] = safe
-        self.ops = program["ops"]  # the converted op list, for inspection (tests)
+        self.ops = program["ops"]  # kept for rewrites (lanes.fuse_parallel_branches)
         self._steps = [self._compile(op) for op in program["ops"]]
 
     def _weight(self, name: str | None) -> torch.Tensor | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 
 import torch
@@ -41,3 +42,29 @@ def optimize(graph: TFLiteGraph, example: torch.Tensor) -> torch.nn.Module:
         warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(graph, (example,), check_trace=False, strict=False)
         return torch.jit.freeze(traced.eval())
+
+
+# The oneDNN Graph switch is process-wide and read whenever TorchScript compiles a plan for a new
+# input shape, so every call of an unfused model holds this lock while the switch is off.
+_UNFUSED_LOCK = threading.RLock()
+
+
+class Unfused:
+    """Runs a traced module with oneDNN Graph fusion off (its plans are compiled without it).
+
+    Why: on the lane-merged attention mesh (lanes.py) oneDNN Graph (torch 2.13) computes wrong
+    landmarks, by up to ~7 px, once the module has run at a second batch size; unfused, the
+    merged module matches the op-by-op graph to 1e-4 at every batch size and is as fast as the
+    fused op-by-op one (README)."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+
+    def __call__(self, *inputs: torch.Tensor):
+        with _UNFUSED_LOCK:
+            was_enabled = torch.jit.onednn_fusion_enabled()
+            torch.jit.enable_onednn_fusion(False)
+            try:
+                return self.module(*inputs)
+            finally:
+                torch.jit.enable_onednn_fusion(was_enabled)
