@@ -8,30 +8,20 @@ direct pin of the .in is in the lock at the same version.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 
+from support.locks import load_lock_module, normalize
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load_lock_module():
-    spec = importlib.util.spec_from_file_location("lock_requirements", ROOT / "scripts" / "lock-requirements.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-locks = _load_lock_module()
+locks = load_lock_module()
 PAIRS = locks.lock_pairs()
 NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _entries(lock: Path) -> list[tuple[str, list[str]]]:
@@ -55,7 +45,7 @@ def _direct_pins(src: Path) -> dict[str, str]:
         if line:
             name, _, version = line.partition("==")
             assert version, f"{src}: '{line}' is not an exact pin"
-            pins[_norm(name)] = version.strip()
+            pins[normalize(name)] = version.strip()
     return pins
 
 
@@ -83,7 +73,7 @@ def test_lock_is_hashed_and_exact(src: Path, lock: Path):
     locked = {}
     for requirement, _ in entries:
         name, _, rest = requirement.partition("==")
-        locked.setdefault(_norm(name), set()).add(re.split(r"[ ;]", rest, maxsplit=1)[0])
+        locked.setdefault(normalize(name), set()).add(re.split(r"[ ;]", rest, maxsplit=1)[0])
     for name, version in _direct_pins(src).items():
         assert version in locked.get(name, set()), f"{lock}: {name}=={version} from {src.name} is not in the lock"
 

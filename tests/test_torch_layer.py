@@ -9,11 +9,12 @@ tests/docker/test_torch_layer_shared.py checks the built images.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
 import pytest
+
+from support.locks import load_lock_module, normalize
 
 ROOT = Path(__file__).resolve().parent.parent
 # The torch layer's lock: under services/ because only that (and the vendored packages) is in the
@@ -26,18 +27,7 @@ END = "# ---- end of the torch layer ----"
 REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^ ;\\]+)")
 
 
-def _load_lock_module():
-    spec = importlib.util.spec_from_file_location("lock_requirements", ROOT / "scripts" / "lock-requirements.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-locks = _load_lock_module()
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+locks = load_lock_module()
 
 
 def torch_block(dockerfile: Path) -> str:
@@ -70,7 +60,7 @@ def lock_pins(lock: Path) -> dict[str, set[str]]:
     for raw in lock.read_text().splitlines():
         match = REQUIREMENT.match(raw)
         if match:
-            pins.setdefault(_norm(match.group(1)), set()).add(raw.rstrip("\\").strip())
+            pins.setdefault(normalize(match.group(1)), set()).add(raw.rstrip("\\").strip())
     return pins
 
 
@@ -152,7 +142,7 @@ def test_every_torch_pin_in_the_repo_is_the_torch_layers():
     for path in files:
         for raw in path.read_text().splitlines():
             match = REQUIREMENT.match(raw.strip())
-            if match and _norm(match.group(1)) == "torch":
+            if match and normalize(match.group(1)) == "torch":
                 seen.append(path.relative_to(ROOT))
                 assert match.group(2) == version, (
                     f"{path.relative_to(ROOT)} pins torch=={match.group(2)}, not {version}"
