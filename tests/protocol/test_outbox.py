@@ -35,26 +35,43 @@ class _CountingTransport:
         return getattr(self._transport, name)
 
 
-async def _echo_count_server(received: list, started: asyncio.Event, release: asyncio.Event):
-    async def handler(ws):
-        ws.transport.pause_reading()  # a slow reader until released: TCP pushes back on the sender
-        started.set()
-        await release.wait()
-        ws.transport.resume_reading()
-        async for frame in ws:
-            received.append(frame)
+class _Receiver:
+    """A WebSocket server that collects every frame it gets. Paused (a reader that stops reading, so
+    TCP pushes back on the sender) until `release` is set; `paused=False` releases it at once."""
 
-    return await serve(handler, "127.0.0.1", 0)
+    def __init__(self, *, paused: bool = False):
+        self.received: list = []
+        self.started, self.release = asyncio.Event(), asyncio.Event()
+        if not paused:
+            self.release.set()
+
+    async def __aenter__(self) -> _Receiver:
+        async def handler(ws):
+            ws.transport.pause_reading()
+            self.started.set()
+            await self.release.wait()
+            ws.transport.resume_reading()
+            async for frame in ws:
+                self.received.append(frame)
+
+        self._server = await serve(handler, "127.0.0.1", 0)
+        self.url = f"ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def wait_for(self, count: int, seconds: float = 10.0) -> None:
+        """Until `count` frames arrived (or the time is up; the caller's assertion then says so)."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while len(self.received) < count and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
 
 
 def test_frames_of_one_turn_leave_in_order_in_one_write():
     async def main():
-        received: list = []
-        started, release = asyncio.Event(), asyncio.Event()
-        release.set()
-        server = await _echo_count_server(received, started, release)
-        port = server.sockets[0].getsockname()[1]
-        async with connect(f"ws://127.0.0.1:{port}") as ws:
+        async with _Receiver() as server, connect(server.url) as ws:
             counting = _CountingTransport(ws.transport)
             ws.transport = counting
             outbox = outbox_for(ws)
@@ -62,15 +79,9 @@ def test_frames_of_one_turn_leave_in_order_in_one_write():
             for i in range(20):
                 await outbox.send(json.dumps({"n": i}).encode(), text=True)
             await outbox.send(b"\x00\x01binary", text=False)
-            await asyncio.sleep(0.05)
-            for _ in range(100):
-                if len(received) == 21:
-                    break
-                await asyncio.sleep(0.02)
+            await server.wait_for(21)
             assert counting.writes == 1, counting.writes
-        server.close()
-        await server.wait_closed()
-        return received
+            return server.received
 
     received = run(main())
     assert [json.loads(f)["n"] for f in received[:20]] == list(range(20))
@@ -79,23 +90,13 @@ def test_frames_of_one_turn_leave_in_order_in_one_write():
 
 def test_mixed_with_library_sends_keeps_order():
     async def main():
-        received: list = []
-        started, release = asyncio.Event(), asyncio.Event()
-        release.set()
-        server = await _echo_count_server(received, started, release)
-        port = server.sockets[0].getsockname()[1]
-        async with connect(f"ws://127.0.0.1:{port}") as ws:
+        async with _Receiver() as server, connect(server.url) as ws:
             outbox = outbox_for(ws)
             await outbox.send(b"1", text=True)
             await ws.send("2")  # the library's own send flushes what the outbox queued first
             await outbox.send(b"3", text=True)
-            for _ in range(100):
-                if len(received) == 3:
-                    break
-                await asyncio.sleep(0.02)
-        server.close()
-        await server.wait_closed()
-        return received
+            await server.wait_for(3)
+            return server.received
 
     assert run(main()) == ["1", "2", "3"]
 
@@ -105,12 +106,11 @@ def test_slow_reader_gets_flow_control_not_unbounded_buffering():
     sender blocks instead of growing its write buffer without bound."""
 
     async def main():
-        received: list = []
-        started, release = asyncio.Event(), asyncio.Event()
-        server = await _echo_count_server(received, started, release)
-        port = server.sockets[0].getsockname()[1]
-        async with connect(f"ws://127.0.0.1:{port}", write_limit=64 * 1024, compression=None) as ws:
-            await started.wait()
+        async with (
+            _Receiver(paused=True) as server,
+            connect(server.url, write_limit=64 * 1024, compression=None) as ws,
+        ):
+            await server.started.wait()
             outbox = outbox_for(ws)
             chunk = os.urandom(256 * 1024)
             sent = 0
@@ -129,15 +129,10 @@ def test_slow_reader_gets_flow_control_not_unbounded_buffering():
             assert blocked_at < 400
             # What sits in user space is bounded by the high-water mark plus one frame, not the flood.
             assert buffered <= 64 * 1024 + 2 * len(chunk) + 4096, buffered
-            release.set()
+            server.release.set()
             await asyncio.wait_for(task, 30)
-            for _ in range(200):
-                if len(received) == 400:
-                    break
-                await asyncio.sleep(0.05)
-        server.close()
-        await server.wait_closed()
-        return blocked_at, len(received)
+            await server.wait_for(400)
+            return blocked_at, len(server.received)
 
     blocked_at, count = run(main())
     assert count == 400
