@@ -1,23 +1,27 @@
 """Torch landmark engine benchmark: frames/s on CPU vs MediaPipe, throughput vs batch size.
 
-  .venv/bin/python bench/fatigue_torch.py [--weights DIR] [--threads N] [--seconds S]
+  .venv/bin/python bench/fatigue_torch.py [--weights DIR] [--threads N] [--seconds S] [--no-compile]
 
 Frames: 640x480 (the astronaut photo, public domain, centred on a grey canvas; one face each).
   (1) batch 1, one call per frame: the refined TorchLandmarkEngine (attention mesh, 478 points,
-      the default; and the legacy mesh + iris model path) vs MediaPipe FaceMesh
-      refine_landmarks=True (static mode; goal: torch >= 0.7x), the plain torch engine vs
+      the default: compiled ahead of time as the image runs it, and TorchScript; and the legacy
+      mesh + iris model path) vs MediaPipe FaceMesh refine_landmarks=True (static mode; goal:
+      torch >= 0.7x), the plain torch engine vs
       MediaPipe's plain 468-point FaceMesh, and the service's MediaPipe engine. Each figure also
       gives the process CPU time per frame: MediaPipe's graph runs on threads of its own, so CPU
       time / wall time shows how many cores it really used (torch: --threads).
   (2) refined torch throughput at batch 1, 4, 16, 64 (one detect() call per batch: one forward
       pass per model).
   (3) parity summary on the astronaut photo vs MediaPipe FaceMesh (plain mesh).
-Without --weights the models are converted from the installed mediapipe wheel into a temp dir.
+Without --weights the models are converted from the installed mediapipe wheel into a temp dir;
+without a compiled attention mesh there (shared_vision.aot) one is compiled (~2 min, needs g++)
+unless --no-compile.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -78,12 +82,26 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds for (1), best kept")
+    parser.add_argument("--no-compile", action="store_true", help="do not compile the attention mesh if missing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    from shared_vision import aot
+
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights or convert_to(Path(tmp))
-        engine = TorchLandmarkEngine(weights, device="cpu", max_faces=1)
+        model = "face_landmark_with_attention"
+        if not args.no_compile and not aot.compiled_paths(weights, model)[0].is_file():
+            if args.weights:  # not into the caller's directory: a copy
+                weights = Path(shutil.copytree(args.weights, Path(tmp) / "weights"))
+            print("compiling the attention mesh ahead of time (~2 min) ...", flush=True)
+            aot.compile_graph(weights, model, 192)
+        compiled = TorchLandmarkEngine(weights, device="cpu", max_faces=1)
+        if compiled.landmark_runtime != "aot-compiled":
+            print(f"no compiled attention mesh: {compiled.compiled_unavailable}")
+            compiled.close()
+            compiled = None
+        engine = TorchLandmarkEngine(weights, device="cpu", max_faces=1, compiled=False)
         iris_engine = TorchLandmarkEngine(weights, device="cpu", max_faces=1, refinement="iris")
         plain = TorchLandmarkEngine(weights, device="cpu", max_faces=1, refine_eyes=False)
     frame = frame_640x480()
@@ -104,6 +122,7 @@ def main() -> None:
     # Interleaved rounds, best of each: other processes' load hits every figure alike.
     figures = {
         "mp_refined": lambda: refined_mesh.process(rgb),
+        **({"compiled": lambda: compiled.detect([frame])} if compiled else {}),
         "torch": lambda: engine.detect([frame]),
         "torch_iris": lambda: iris_engine.detect([frame]),
         "mp_plain": lambda: mesh.process(rgb),
@@ -124,17 +143,27 @@ def main() -> None:
 
     print(f"(1) batch 1, frames/s (best of {args.rounds} interleaved rounds)")
     line("MediaPipe FaceMesh refine_landmarks=True", "mp_refined")
-    line("TorchLandmarkEngine refined (attention mesh)", "torch", "mp_refined", " refined FaceMesh (goal >= 0.7x)")
+    if compiled:
+        line(
+            "TorchLandmarkEngine refined, compiled (image)",
+            "compiled",
+            "mp_refined",
+            " refined FaceMesh (goal >= 0.7x)",
+        )
+    line("TorchLandmarkEngine refined, TorchScript", "torch", "mp_refined", " refined FaceMesh")
     line("TorchLandmarkEngine refined (mesh + iris)", "torch_iris", "mp_refined", " refined FaceMesh")
     line("MediaPipe FaceMesh plain (468)", "mp_plain")
     line("TorchLandmarkEngine plain (468)", "torch_plain", "mp_plain", " plain FaceMesh")
     line("service MediaPipe engine (det + refined)", "service")
 
     print("(2) TorchLandmarkEngine throughput vs batch size (one detect() call per batch)")
-    for batch in args.batches:
-        frames = [frame] * batch
-        fps = rate(lambda frames=frames: engine.detect(frames), batch, args.seconds)
-        print(f"    batch {batch:3d}: {fps:8.1f} frames/s  ({1000.0 * batch / fps:7.1f} ms per call)")
+    for label, subject in (("compiled", compiled), ("TorchScript", engine)):
+        if subject is None:
+            continue
+        for batch in args.batches:
+            frames = [frame] * batch
+            fps = rate(lambda frames=frames, subject=subject: subject.detect(frames), batch, args.seconds)
+            print(f"    {label:11s} batch {batch:3d}: {fps:8.1f} frames/s  ({1000.0 * batch / fps:7.1f} ms per call)")
 
     print("(3) parity vs MediaPipe FaceMesh on this frame")
     ref = mesh.process(rgb).multi_face_landmarks[0].landmark
@@ -145,6 +174,8 @@ def main() -> None:
     refined_mesh.close()
     service_engine.close()
     engine.close()
+    if compiled:
+        compiled.close()
     iris_engine.close()
     plain.close()
 

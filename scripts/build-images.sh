@@ -15,6 +15,9 @@
 #      torch layer (the `torch` stage of their Dockerfiles): empty = PyPI's CUDA build, hash-pinned; an
 #      index such as https://download.pytorch.org/whl/cpu gives a CPU-only host the smaller CPU wheel
 #      of the same version, without hash pinning for torch. Passed only when set;
+#      VIGIL_AOT_CPU_CAPABILITY (default empty): build arg AOT_CPU_CAPABILITY of the fatigue image
+#      (the CPU extension its compiled attention mesh targets; empty = this machine's best, AVX2 =
+#      any AVX2 CPU). Passed only when set;
 #      VIGIL_WHEELHOUSE (default /opt/wheels when it exists): local wheels staged into .cache/wheels
 #      in the build context, which Dockerfiles may bind-mount for `pip --find-links` (e.g. a CPU torch
 #      wheel where the PyTorch index is unreachable). Empty directory otherwise.
@@ -67,6 +70,9 @@ fi
 torch_args=()
 if [ -n "${VIGIL_TORCH_INDEX_URL:-}" ]; then
     torch_args=(--build-arg "TORCH_INDEX_URL=$VIGIL_TORCH_INDEX_URL")
+fi
+if [ -n "${VIGIL_AOT_CPU_CAPABILITY:-}" ]; then
+    torch_args+=(--build-arg "AOT_CPU_CAPABILITY=$VIGIL_AOT_CPU_CAPABILITY")
 fi
 
 summary=()

@@ -46,6 +46,8 @@ def test_model_service_container_speaks_the_protocol(service: str, service_image
             pong = rpc(ws, {"type": "health_check", "request_id": "h1"})
             assert pong["type"] == "pong", pong
             assert pong["status"] == "healthy", pong
+            if service == "fatigue":  # the attention mesh the image compiled at build time, loaded
+                assert pong["model"]["landmark_runtime"] == "aot-compiled", pong["model"]
 
             rid = new_request_id("valid")
             reply = rpc(ws, {"type": "inference_request", "request_id": rid, "data": samples.valid_data()})

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared_vision import anchors, detection
 from shared_vision.tflite_convert import same_padding
@@ -71,6 +73,49 @@ def test_weighted_nms_threshold_is_exclusive():
     assert detection.iou(a.box, _det([5, 5, 6, 6], 0.1).box) == 0.0
 
 
+def _pairwise_nms(detections, iou_threshold=detection.NMS_IOU):
+    """The weighted NMS as first written, one iou() call per pair: the reference for the array form."""
+    remaining = sorted(detections, key=lambda d: d.score, reverse=True)
+    kept = []
+    while remaining:
+        top = remaining[0]
+        cluster = [d for d in remaining if detection.iou(d.box, top.box) > iou_threshold]
+        rest = [d for d in remaining if detection.iou(d.box, top.box) <= iou_threshold]
+        if cluster:
+            weights = np.array([d.score for d in cluster])
+            box = sum(w * d.box for w, d in zip(weights, cluster, strict=True)) / weights.sum()
+            points = sum(w * d.keypoints for w, d in zip(weights, cluster, strict=True)) / weights.sum()
+            top = detection.Detection(box, points, top.score)
+        kept.append(top)
+        if len(rest) == len(remaining):
+            break
+        remaining = rest
+    return kept
+
+
+_coordinate = st.floats(0.0, 1.0, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(_coordinate, _coordinate, st.floats(0.0, 0.5), st.floats(0.0, 0.5), st.floats(0.01, 1.0),
+                  _coordinate),
+        max_size=25,
+    )
+)  # fmt: skip
+def test_weighted_nms_equals_the_pairwise_form(boxes):
+    """Clusters, blends and order as the pairwise form, zero-size boxes included (width or height
+    0.0 is drawn often)."""
+    found = [_det([x, y, x + w, y + h], score, kp) for x, y, w, h, score, kp in boxes]
+    got, expected = detection.weighted_nms(found), _pairwise_nms(found)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert g.score == e.score
+        assert np.allclose(g.box, e.box, rtol=1e-12, atol=1e-12)
+        assert np.allclose(g.keypoints, e.keypoints, rtol=1e-12, atol=1e-12)
+
+
 def test_face_roi_is_square_scaled_and_level_with_the_eyes():
     keypoints = np.zeros((6, 2))
     keypoints[0], keypoints[1] = (40.0, 50.0), (80.0, 50.0)  # level eyes
@@ -117,3 +162,14 @@ def test_duplicate_rois_keep_the_later_one():
 )
 def test_tflite_same_padding_puts_the_extra_pixel_after(size, kernel, stride, expected):
     assert same_padding(size, kernel, stride, 1) == expected
+
+
+def test_to_rgb_float_is_the_plain_conversion():
+    from shared_vision import roi as shared_roi
+
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, (7, 9, 3), dtype=np.uint8) for _ in range(3)]
+    plain = np.stack([image[:, :, ::-1] for image in images]).astype(np.float32)
+    assert np.array_equal(shared_roi.to_rgb_float(images, 1.0 / 255.0), plain * np.float32(1.0 / 255.0))
+    detector = plain * np.float32(2.0 / 255.0) - np.float32(1.0)
+    assert np.array_equal(shared_roi.to_rgb_float(images, 2.0 / 255.0, -1.0), detector)

@@ -104,6 +104,11 @@ class FatigueBackend(BaseModelBackend):
         if self.analyzer is not None:
             with self.analyzer.sessions.lock:
                 info["sessions"] = len(self.analyzer.sessions)
+            engine = self.analyzer.engine
+            if getattr(engine, "landmark_runtime", None):  # torch engine: compiled or TorchScript, and why
+                info["landmark_runtime"] = engine.landmark_runtime
+                if engine.compiled_unavailable:
+                    info["landmark_compiled_unavailable"] = engine.compiled_unavailable
         return info
 
     def cleanup(self) -> None:

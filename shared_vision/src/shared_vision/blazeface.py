@@ -37,13 +37,8 @@ def check_frames(frames: Sequence[np.ndarray]) -> None:
 def detector_inputs(frames: Sequence[np.ndarray]) -> tuple[np.ndarray, list[roi.Roi]]:
     """BGR frames -> (N, 128, 128, 3) float32 RGB in [-1, 1], and each frame's letterbox."""
     letterboxes = [roi.letterbox_roi(f.shape[1], f.shape[0]) for f in frames]
-    inputs = np.stack(
-        [
-            roi.warp(f, box, INPUT_SIZE, cv2.BORDER_CONSTANT)[:, :, ::-1]
-            for f, box in zip(frames, letterboxes, strict=True)
-        ]
-    )
-    return inputs.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0), letterboxes
+    boxed = [roi.warp(f, box, INPUT_SIZE, cv2.BORDER_CONSTANT) for f, box in zip(frames, letterboxes, strict=True)]
+    return roi.to_rgb_float(boxed, 2.0 / 255.0, -1.0), letterboxes
 
 
 def decode_outputs(

@@ -54,23 +54,41 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def _ious(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """`iou(box, b)` for every row b of `boxes`, at once."""
+    iw = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])
+    ih = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])
+    inter = iw * ih
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
+    overlapping = (iw > 0) & (ih > 0) & (union > 0)
+    return np.divide(inter, union, out=np.zeros_like(inter), where=overlapping)
+
+
 def weighted_nms(detections: list[Detection], iou_threshold: float = NMS_IOU) -> list[Detection]:
     """Highest score first; each kept face is the score-weighted mean of the boxes and keypoints
-    overlapping it by more than `iou_threshold` (those are then removed); it keeps the top score."""
-    remaining = sorted(detections, key=lambda d: d.score, reverse=True)
+    overlapping it by more than `iou_threshold` (those are then removed); it keeps the top score.
+    (Array form: one IoU row per kept face, not one Python call per pair.)"""
+    if not detections:
+        return []
+    ordered = sorted(detections, key=lambda d: d.score, reverse=True)
+    boxes = np.array([d.box for d in ordered], dtype=np.float64)
+    keypoints = np.array([d.keypoints for d in ordered], dtype=np.float64)
+    scores = np.array([d.score for d in ordered], dtype=np.float64)
+    remaining = np.arange(len(ordered))
     kept = []
-    while remaining:
+    while remaining.size:
         top = remaining[0]
-        cluster = [d for d in remaining if iou(d.box, top.box) > iou_threshold]
-        rest = [d for d in remaining if iou(d.box, top.box) <= iou_threshold]
-        if cluster:
-            weights = np.array([d.score for d in cluster])
+        in_cluster = _ious(boxes[top], boxes[remaining]) > iou_threshold
+        cluster = remaining[in_cluster]
+        if cluster.size:
+            weights = scores[cluster]
             total = weights.sum()
-            box = sum(w * d.box for w, d in zip(weights, cluster, strict=True)) / total
-            keypoints = sum(w * d.keypoints for w, d in zip(weights, cluster, strict=True)) / total
-            top = Detection(box, keypoints, top.score)
-        kept.append(top)
-        if len(rest) == len(remaining):
+            box = (weights[:, None] * boxes[cluster]).sum(axis=0) / total
+            points = (weights[:, None, None] * keypoints[cluster]).sum(axis=0) / total
+            kept.append(Detection(box, points, ordered[top].score))
+        else:
+            kept.append(ordered[top])
+        if not in_cluster.any():
             break
-        remaining = rest
+        remaining = remaining[~in_cluster]
     return kept

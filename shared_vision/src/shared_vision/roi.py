@@ -8,6 +8,7 @@ bilinear) and DetectionProjectionCalculator.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -41,6 +42,18 @@ def warp(image: np.ndarray, roi: Roi, size: int, border: int, border_value=0) ->
     return cv2.warpPerspective(
         image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=border_value
     )
+
+
+def to_rgb_float(images: Sequence[np.ndarray], scale: float, offset: float = 0.0) -> np.ndarray:
+    """Same-size BGR uint8 images -> one (N, H, W, 3) float32 RGB batch, pixel * scale + offset
+    (one conversion pass per image, no intermediate copies)."""
+    height, width = images[0].shape[:2]
+    batch = np.empty((len(images), height, width, 3), np.float32)
+    for out, image in zip(batch, images, strict=True):
+        np.multiply(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), np.float32(scale), out=out)
+    if offset:
+        batch += np.float32(offset)
+    return batch
 
 
 def project_detection(detection: Detection, roi: Roi) -> Detection:

@@ -17,4 +17,5 @@ def torch_engine_factory(settings) -> TorchLandmarkEngine:
         min_detection_confidence=settings.min_detection_confidence,
         refine_eyes=settings.torch_refine_eyes,
         refinement=settings.torch_refinement,
+        compiled=settings.torch_compiled,
     )
