@@ -31,12 +31,7 @@ def compiled_dir(weights_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("face_mesh_compiled")
     for source in weights_dir.glob("*.safetensors"):
         shutil.copy(source, out / source.name)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        aot.compile_graph(out, MODEL, 192, max_batch=MAX_BATCH)
-    finally:
-        torch.set_num_threads(threads)
+    aot.compile_graph(out, MODEL, 192, max_batch=MAX_BATCH)
     return out
 
 
@@ -202,12 +197,7 @@ def test_library_for_avx2_has_no_avx512_code(weights_dir, tmp_path, monkeypatch)
     model = "face_detection_short_range"
     shutil.copy(weights_dir / f"{model}.safetensors", tmp_path / f"{model}.safetensors")
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "AVX2")  # upper case, as a build arg may give it
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        so_path = aot.compile_graph(tmp_path, model, 128, max_batch=2)
-    finally:
-        torch.set_num_threads(threads)
+    so_path = aot.compile_graph(tmp_path, model, 128, max_batch=2)
     info = json.loads((tmp_path / f"{model}.aoti.json").read_text())
     assert info["cpu_capability"] == "AVX2"
     objdump = shutil.which("objdump")

@@ -97,7 +97,8 @@ def compile_graph(
         exported = torch.export.export(graph, (torch.zeros(2, size, size, 3),), dynamic_shapes=(({0: batch},),))
     # freezing: weights become constants (folded, no parameter lookups). threads=1: the fused
     # loops run single-threaded (they are small; a thread count baked in at build time would not
-    # match the container's budget); convolutions and matmuls still use the process's threads.
+    # match the container's budget), whatever torch's thread count while compiling; convolutions
+    # and matmuls still use the running process's threads.
     # march: the whole library (kernels and wrapper) for exactly the recorded capability; inductor's
     # default, -march=native, would use whatever else the build machine has.
     patch = {"freezing": True, "cpp.threads": 1, "cpp.march": _MARCH[capability]}
@@ -187,13 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="model name (the .safetensors file's stem)")
     parser.add_argument("--size", type=int, required=True, help="input height = width in pixels")
     parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads while compiling")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not on_x86_64():  # the image still builds; its engine runs TorchScript and says why
         logger.warning("%s: not compiled, ahead-of-time compilation is x86-64 only", args.model)
         return 0
-    torch.set_num_threads(args.threads)
     so_path = compile_graph(args.weights_dir, args.model, args.size, args.max_batch)
     compiled, reason = load_compiled(args.weights_dir, args.model)
     if compiled is None:  # built here, so it must load here
