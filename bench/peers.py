@@ -3,6 +3,10 @@
 Peers, each started in its own process(es), measured one after the other (an idle peer would
 still take CPU from the next on a small machine):
   floor  a bare `websockets` echo server: one hop, no protocol work (bench/peer_floor.py)
+  relay  the two-hop floor: a bare `websockets` relay (one shared upstream connection, frames routed
+         back by a 4-byte header, nothing parsed) in front of the floor's echo server, the same
+         process layout as vigil (bench/peer_relay.py); relay-c: the same with vigil's coalesced
+         upstream writes. What two hops of Python websockets cost here before any protocol work.
   vigil  client -> main backend (services/main_backend/main.py) -> no-op test backend
          (tests/support/controlled_backend.py, op "echo"): two hops, gateway and backend each a process
   before the same two processes from a git worktree of --before REF (an earlier commit)
@@ -13,7 +17,7 @@ Load: asyncio `websockets` clients in this process, a 1 KB payload, one request 
 connection, every connection warmed up first, then each cell runs --seconds (or --requests per
 connection). Prints p50/p99 (ms) and req/s per cell and the ratios issue 14 sets goals for.
 
-  python bench/peers.py [--seconds 4] [--concurrency 1 16] [--peers floor vigil ray]
+  python bench/peers.py [--seconds 4] [--concurrency 1 16] [--peers floor relay vigil ray]
   python bench/peers.py --peers floor vigil before --before 344fb61   # before/after in one run
   python bench/peers.py --profile /tmp/prof   # also py-spy the vigil processes at the top concurrency
 
@@ -271,6 +275,28 @@ def floor_peer() -> Iterator[tuple[str, dict[str, int]]]:
 
 
 @contextlib.contextmanager
+def relay_peer(coalesce: bool) -> Iterator[tuple[str, dict[str, int]]]:
+    """The two-hop floor: bench/peer_relay.py in front of the floor's echo server."""
+    echo_port, relay_port = free_port(), free_port()
+    echo = spawn([sys.executable, str(BENCH / "peer_floor.py"), "--port", str(echo_port)], stdout=subprocess.PIPE)
+    relay = None
+    try:
+        wait_line(echo, "READY", 30)
+        relay = spawn(
+            [sys.executable, str(BENCH / "peer_relay.py"), "--port", str(relay_port)]
+            + ["--upstream", f"ws://127.0.0.1:{echo_port}"]
+            + (["--coalesce"] if coalesce else []),
+            stdout=subprocess.PIPE,
+        )
+        wait_line(relay, "READY", 30)
+        yield f"ws://127.0.0.1:{relay_port}", {"relay": relay.pid, "echo": echo.pid}
+    finally:
+        if relay is not None:
+            stop(relay)
+        stop(echo)
+
+
+@contextlib.contextmanager
 def vigil_peer(
     log_level: str, log_path: Path, root: Path = REPO
 ) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
@@ -481,6 +507,21 @@ def ratio_lines(cells: list[Cell], concs: list[int]) -> list[str]:
             + ", ".join(f"{c.peer} {ceiling(c, cores):.0f} req/s" for c in (f_hi, v_hi, r_hi) if c)
             + f"; vigil/floor {ceiling(v_hi, cores) / ceiling(f_hi, cores):.3f}"
         )
+    relays = [c for c in (get("relay", hi), get("relay-c", hi)) if c]
+    relay_hi = max(relays, key=lambda c: c.rps) if relays else None
+    if relay_hi and f_hi:
+        out.append(
+            f"two-hop floor ({relay_hi.peer}) conc {hi} req/s / floor = {relay_hi.rps / f_hi.rps:6.3f}   "
+            "(no two-hop relay of Python websockets does more on this machine)"
+        )
+        if v_hi:
+            out.append(f"vigil conc {hi} req/s / two-hop floor  = {v_hi.rps / relay_hi.rps:6.3f}")
+    relays_lo = [c for c in (get("relay", lo), get("relay-c", lo)) if c]
+    relay_lo = min(relays_lo, key=lambda c: c.p50) if relays_lo else None
+    if relay_lo and f_lo:
+        out.append(f"two-hop floor ({relay_lo.peer}) conc {lo} p50 / floor = {relay_lo.p50 / f_lo.p50:6.2f}x")
+        if v_lo:
+            out.append(f"vigil conc {lo} p50 / two-hop floor   = {v_lo.p50 / relay_lo.p50:6.2f}x")
     b_hi, b_lo = get("before", hi), get("before", lo)
     if v_hi and b_hi:
         cores = os.cpu_count() or 1
@@ -503,7 +544,10 @@ def ratio_lines(cells: list[Cell], concs: list[int]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--peers", nargs="+", default=["floor", "vigil", "ray"], choices=["floor", "vigil", "before", "ray"]
+        "--peers",
+        nargs="+",
+        default=["floor", "relay", "vigil", "ray"],
+        choices=["floor", "relay", "relay-c", "vigil", "before", "ray"],
     )
     parser.add_argument(
         "--before", default=None, metavar="REF", help="peer `before`: vigil at this git commit (a worktree), same load"
@@ -536,6 +580,9 @@ def main() -> int:
         if peer == "floor":
             with floor_peer() as (url, procs):
                 cells += [measure("floor", url, None, "inference_request", n, procs, args) for n in concs]
+        elif peer in ("relay", "relay-c"):
+            with relay_peer(coalesce=peer == "relay-c") as (url, procs):
+                cells += [measure(peer, url, None, "inference_request", n, procs, args) for n in concs]
         elif peer == "vigil":
             log_path = Path(tempfile.gettempdir()) / f"vigil-peers-vigil-{os.getpid()}.log"
             notes.append(f"vigil: log level {args.log_level}, logs in {log_path}")
