@@ -435,6 +435,33 @@ class BaseModelBackend(abc.ABC):
             )
         finally:
             self._admitted -= 1
+        return self._finish(msg, reply, received_at)
+
+    def answer_now(self, peer: Peer, msg: messages.Message) -> dict[str, Any] | None:
+        """The reply to an admitted request computed at once, or None (then `handle` runs it).
+
+        Only a `run_inline` model without batching, with nothing queued ahead of this request,
+        answers at once: its batch would be this request alone, computed on the event loop
+        either way, so the task, the collector and the batch loop's hand-off add only latency
+        (about a third of such a backend's time per request at one request in flight)."""
+        if not self.run_inline or self.max_batch_size != 1 or len(self._collector):
+            return None
+        received_at = time.monotonic()
+        item = PendingItem(msg.data_raw, _session_owner(peer, msg), received_at, None, msg.codec)
+        try:
+            try:
+                outcomes, started_at, finished_at, version = self._run_batch_gated([item])
+                outcome: Any = outcomes[0]
+            except Exception as exc:
+                outcome, started_at, finished_at, version = exc, received_at, time.monotonic(), None
+            self._collector.sizes[1] += 1
+            reply = self._reply(msg.request_id, outcome, received_at, started_at, finished_at, 1, version)
+        finally:
+            self._admitted -= 1
+        return self._finish(msg, reply, received_at)
+
+    def _finish(self, msg: messages.Message, reply: dict[str, Any], received_at: float) -> dict[str, Any]:
+        """The trace id on the reply, and the request's log line when its level is on."""
         if msg.trace_id is not None:
             reply["trace_id"] = msg.trace_id  # back to the gateway, which logs it too
         code = reply.get("code")
@@ -469,14 +496,29 @@ class BaseModelBackend(abc.ABC):
             return messages.error_message(
                 request_id, ErrorCode.TIMEOUT, f"inference took longer than {self.request_timeout:g}s"
             )
-        except ProtocolError as exc:
-            return messages.error_message(request_id, exc.code, exc.message)
         except Exception as exc:
-            logger.error("process_inference failed for request %s", request_id, exc_info=exc)
-            return messages.error_message(request_id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+            return self._reply(request_id, exc, received_at, received_at, received_at, 1, None)
         finally:
             self._deadlines.discard(item.future)
         result, started_at, finished_at, batch_size, version = outcome
+        return self._reply(request_id, result, received_at, started_at, finished_at, batch_size, version)
+
+    def _reply(
+        self,
+        request_id: str,
+        result: Any,
+        received_at: float,
+        started_at: float,
+        finished_at: float,
+        batch_size: int,
+        version: str | None,
+    ) -> dict[str, Any]:
+        """One request's reply from its model outcome (a result, or the exception it raised)."""
+        if isinstance(result, ProtocolError):
+            return messages.error_message(request_id, result.code, result.message)
+        if isinstance(result, Exception):
+            logger.error("process_inference failed for request %s", request_id, exc_info=result)
+            return messages.error_message(request_id, ErrorCode.INTERNAL, f"{type(result).__name__}: {result}")
         if not isinstance(result, dict):
             return messages.error_message(
                 request_id, ErrorCode.INTERNAL, f"process_inference returned {type(result).__name__}, not a dict"

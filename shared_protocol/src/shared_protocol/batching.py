@@ -22,7 +22,7 @@ class PendingItem:
     payload: Any  # the request's `data`, still undecoded (decoded on the worker)
     owner: str  # whose sessions it may touch
     received_at: float
-    future: asyncio.Future = field(repr=False)
+    future: asyncio.Future | None = field(repr=False)  # None: computed at once, never queued
     codec: str = "json"  # how `payload` is encoded (messages.JSON / MSGPACK)
 
 

@@ -106,6 +106,10 @@ class RequestHandler(Protocol):
     async def handle(self, peer: Peer, msg: messages.Message) -> dict[str, Any] | bytes:
         """The one reply to an admitted request: a message dict, or a frame already encoded."""
 
+    # Optional: `answer_now(peer, msg) -> dict | bytes | None`, the reply to an admitted request
+    # computed at once on the event loop, or None to have `handle` run it. A handler that answers
+    # now has nothing to wait for, so the request needs no task (BaseModelBackend, run_inline).
+
 
 class ProtocolServer:
     def __init__(
@@ -122,6 +126,7 @@ class ProtocolServer:
         reuse_port: bool = False,
     ) -> None:
         self.handler = handler
+        self._answer_now = getattr(handler, "answer_now", None)
         # SO_REUSEPORT: several worker processes listen on one port; the kernel spreads connections.
         self.reuse_port = reuse_port
         self.host = host
@@ -234,6 +239,11 @@ class ProtocolServer:
             await send_reply(peer.websocket, admitted, codec)
             return
         msg, charge = admitted
+        if self._answer_now is not None:
+            reply = self._answer_now_or_none(peer, msg)
+            if reply is not None:
+                self._reply_now(peer, reply, msg.codec, charge)
+                return
         task = asyncio.create_task(self._answer(peer, msg, charge))
         peer.tasks.add(task)
         task.add_done_callback(peer.tasks.discard)
@@ -276,7 +286,8 @@ class ProtocolServer:
             return admitted
         msg, charge = admitted
         try:
-            return await self.answer(peer, msg)
+            reply = self._answer_now_or_none(peer, msg) if self._answer_now is not None else None
+            return reply if reply is not None else await self.answer(peer, msg)
         finally:
             self._release(peer, charge)
 
@@ -307,6 +318,29 @@ class ProtocolServer:
         if self.pending_bytes + charge > limits.max_pending_bytes:
             return ErrorCode.OVERLOADED, f"{self.name} holds {limits.max_pending_bytes} bytes of unanswered requests"
         return None
+
+    def _answer_now_or_none(self, peer: Peer, msg: messages.Message) -> dict[str, Any] | bytes | None:
+        try:
+            return self._answer_now(peer, msg)
+        except Exception as exc:  # as in `answer`: a bug in a handler still produces one reply
+            logger.exception("handling %s %s failed", msg.type, msg.request_id)
+            return messages.error_message(msg.request_id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    def _reply_now(self, peer: Peer, reply: dict[str, Any] | bytes, codec: str, charge: int) -> None:
+        """Queue a reply computed at once; only a peer whose buffer is full makes it wait (a task)."""
+        frame = encode_reply(reply, codec)
+        if outbox_for(peer.websocket).send_nowait(frame, text=codec != messages.MSGPACK):
+            self._release(peer, charge)
+            return
+        task = asyncio.create_task(self._send_then_release(peer, frame, codec, charge))
+        peer.tasks.add(task)
+        task.add_done_callback(peer.tasks.discard)
+
+    async def _send_then_release(self, peer: Peer, frame: bytes, codec: str, charge: int) -> None:
+        try:
+            await send_reply(peer.websocket, frame, codec)
+        finally:
+            self._release(peer, charge)
 
     async def _answer(self, peer: Peer, msg: messages.Message, charge: int) -> None:
         try:
