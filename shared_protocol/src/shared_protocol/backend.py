@@ -442,8 +442,8 @@ class BaseModelBackend(abc.ABC):
 
         Only a `run_inline` model without batching, with nothing queued ahead of this request,
         answers at once: its batch would be this request alone, computed on the event loop
-        either way, so the task, the collector and the batch loop's hand-off add only latency
-        (about a third of such a backend's time per request at one request in flight)."""
+        either way, so the task, the collector and the batch loop's hand-off add only cost (~20 %
+        of such a backend's CPU per request at 16 requests in flight, docs/benchmarks.md)."""
         if not self.run_inline or self.max_batch_size != 1 or len(self._collector):
             return None
         received_at = time.monotonic()
