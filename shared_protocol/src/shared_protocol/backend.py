@@ -435,7 +435,7 @@ class BaseModelBackend(abc.ABC):
             )
         finally:
             self._admitted -= 1
-        return self._finish(msg, reply, received_at)
+        return _finished(msg, reply, received_at)
 
     def answer_now(self, peer: Peer, msg: messages.Message) -> dict[str, Any] | None:
         """The reply to an admitted request computed at once, or None (then `handle` runs it).
@@ -455,31 +455,12 @@ class BaseModelBackend(abc.ABC):
             except Exception as exc:
                 outcome, started_at, finished_at, version = exc, received_at, time.monotonic(), None
             self._collector.sizes[1] += 1
-            reply = self._reply(msg.request_id, outcome, received_at, started_at, finished_at, 1, version)
+            reply = _outcome_reply(
+                msg.request_id, outcome, received_at, started_at, finished_at, 1, version, self.batching
+            )
         finally:
             self._admitted -= 1
-        return self._finish(msg, reply, received_at)
-
-    def _finish(self, msg: messages.Message, reply: dict[str, Any], received_at: float) -> dict[str, Any]:
-        """The trace id on the reply, and the request's log line when its level is on."""
-        if msg.trace_id is not None:
-            reply["trace_id"] = msg.trace_id  # back to the gateway, which logs it too
-        code = reply.get("code")
-        level = logging.INFO if code not in (None, ErrorCode.BAD_REQUEST.value) else logging.DEBUG
-        if not logger.isEnabledFor(level):  # the common case: no log fields built per request
-            return reply
-        logger.log(
-            level,
-            "request %s",
-            "answered" if code is None else f"failed: {reply.get('error')}",
-            extra=logs.request_fields(
-                request_id=msg.request_id,
-                trace_id=msg.trace_id,
-                code=code or "ok",
-                duration_ms=round((time.monotonic() - received_at) * 1000, 3),
-            ),
-        )
-        return reply
+        return _finished(msg, reply, received_at)
 
     async def _run_request(
         self, request_id: str, payload: Any, owner: str, received_at: float, codec: str = messages.JSON
@@ -497,40 +478,13 @@ class BaseModelBackend(abc.ABC):
                 request_id, ErrorCode.TIMEOUT, f"inference took longer than {self.request_timeout:g}s"
             )
         except Exception as exc:
-            return self._reply(request_id, exc, received_at, received_at, received_at, 1, None)
+            return _outcome_reply(request_id, exc, received_at, received_at, received_at, 1, None, self.batching)
         finally:
             self._deadlines.discard(item.future)
         result, started_at, finished_at, batch_size, version = outcome
-        return self._reply(request_id, result, received_at, started_at, finished_at, batch_size, version)
-
-    def _reply(
-        self,
-        request_id: str,
-        result: Any,
-        received_at: float,
-        started_at: float,
-        finished_at: float,
-        batch_size: int,
-        version: str | None,
-    ) -> dict[str, Any]:
-        """One request's reply from its model outcome (a result, or the exception it raised)."""
-        if isinstance(result, ProtocolError):
-            return messages.error_message(request_id, result.code, result.message)
-        if isinstance(result, Exception):
-            logger.error("process_inference failed for request %s", request_id, exc_info=result)
-            return messages.error_message(request_id, ErrorCode.INTERNAL, f"{type(result).__name__}: {result}")
-        if not isinstance(result, dict):
-            return messages.error_message(
-                request_id, ErrorCode.INTERNAL, f"process_inference returned {type(result).__name__}, not a dict"
-            )
-        timing = {
-            "queue_ms": round((started_at - received_at) * 1000, 3),
-            "compute_ms": round((finished_at - started_at) * 1000, 3),
-        }
-        if self.batching:
-            timing["batch_size"] = batch_size
-        # The version that computed this result: a reload switches it between two batches.
-        return messages.inference_response(request_id, result, timing=timing, model_version=version)
+        return _outcome_reply(
+            request_id, result, received_at, started_at, finished_at, batch_size, version, self.batching
+        )
 
     # ---- hot reload (the event loop side) ----------------------------------------------------
 
@@ -705,6 +659,58 @@ class BaseModelBackend(abc.ABC):
             for i, result in zip(valid, results, strict=True):
                 outcomes[i] = result
         return outcomes, started_at, time.monotonic()
+
+
+def _finished(msg: messages.Message, reply: dict[str, Any], received_at: float) -> dict[str, Any]:
+    """The trace id on the reply, and the request's log line when its level is on."""
+    if msg.trace_id is not None:
+        reply["trace_id"] = msg.trace_id  # back to the gateway, which logs it too
+    code = reply.get("code")
+    level = logging.INFO if code not in (None, ErrorCode.BAD_REQUEST.value) else logging.DEBUG
+    if not logger.isEnabledFor(level):  # the common case: no log fields built per request
+        return reply
+    logger.log(
+        level,
+        "request %s",
+        "answered" if code is None else f"failed: {reply.get('error')}",
+        extra=logs.request_fields(
+            request_id=msg.request_id,
+            trace_id=msg.trace_id,
+            code=code or "ok",
+            duration_ms=round((time.monotonic() - received_at) * 1000, 3),
+        ),
+    )
+    return reply
+
+
+def _outcome_reply(
+    request_id: str,
+    result: Any,
+    received_at: float,
+    started_at: float,
+    finished_at: float,
+    batch_size: int,
+    version: str | None,
+    batching: bool,
+) -> dict[str, Any]:
+    """One request's reply from its model outcome (a result, or the exception it raised)."""
+    if isinstance(result, ProtocolError):
+        return messages.error_message(request_id, result.code, result.message)
+    if isinstance(result, Exception):
+        logger.error("process_inference failed for request %s", request_id, exc_info=result)
+        return messages.error_message(request_id, ErrorCode.INTERNAL, f"{type(result).__name__}: {result}")
+    if not isinstance(result, dict):
+        return messages.error_message(
+            request_id, ErrorCode.INTERNAL, f"process_inference returned {type(result).__name__}, not a dict"
+        )
+    timing = {
+        "queue_ms": round((started_at - received_at) * 1000, 3),
+        "compute_ms": round((finished_at - started_at) * 1000, 3),
+    }
+    if batching:
+        timing["batch_size"] = batch_size
+    # The version that computed this result: a reload switches it between two batches.
+    return messages.inference_response(request_id, result, timing=timing, model_version=version)
 
 
 def _session_owner(peer: Peer, msg: messages.Message) -> str:
