@@ -512,7 +512,7 @@ def ratio_lines(cells: list[Cell], concs: list[int]) -> list[str]:
     if relay_hi and f_hi:
         out.append(
             f"two-hop floor ({relay_hi.peer}) conc {hi} req/s / floor = {relay_hi.rps / f_hi.rps:6.3f}   "
-            "(no two-hop relay of Python websockets does more on this machine)"
+            "(a relay that only moves bytes: what two hops cost here before any protocol work)"
         )
         if v_hi:
             out.append(f"vigil conc {hi} req/s / two-hop floor  = {v_hi.rps / relay_hi.rps:6.3f}")
