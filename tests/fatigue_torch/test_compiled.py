@@ -191,6 +191,22 @@ def test_graph_with_depthwise_taps_equals_the_graph(weights_dir, name):
         assert torch.allclose(g, e, atol=1e-3, rtol=1e-4), (g - e).abs().max()
 
 
+@pytest.mark.parametrize("name", ["face_detection_short_range", "face_landmark_with_attention"])
+def test_graph_with_channels_last_weights_equals_the_graph(weights_dir, name):
+    """Weights stored channels-last (the compiled form's layout): same outputs, and every
+    convolution that is not a matmul or taps gets its weight in that layout."""
+    size = 128 if name == "face_detection_short_range" else 192
+    x = torch.rand(2, size, size, 3, generator=torch.Generator().manual_seed(2))
+    graph = load_graph(weights_dir / f"{name}.safetensors", channels_last_weights=True)
+    relaid = [b for n, b in graph.named_buffers() if n.startswith("_channels_last_")]
+    assert relaid and all(b.is_contiguous(memory_format=torch.channels_last) for b in relaid)
+    with torch.inference_mode():
+        expected = load_graph(weights_dir / f"{name}.safetensors")(x)
+        got = graph(x)
+    for e, g in zip(expected, got, strict=True):
+        assert torch.allclose(g, e, atol=1e-4, rtol=1e-5), (g - e).abs().max()
+
+
 def test_library_for_avx2_has_no_avx512_code(weights_dir, tmp_path, monkeypatch):
     """AOT_CPU_CAPABILITY=AVX2 (the image's build arg): kernels without AVX512 instructions, so an
     AVX2-only CPU can run them; recorded as AVX2; same outputs. (The detector: a 30 s compile.)"""

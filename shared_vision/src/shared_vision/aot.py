@@ -91,7 +91,7 @@ def compile_graph(
     source = weights_dir / f"{model}.safetensors"
     so_path, info_path = compiled_paths(weights_dir, model)
     capability = _build_capability()
-    graph = load_graph(source, depthwise_taps_max=depthwise_taps_max)
+    graph = load_graph(source, depthwise_taps_max=depthwise_taps_max, channels_last_weights=True)
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     with torch.no_grad():
         exported = torch.export.export(graph, (torch.zeros(2, size, size, 3),), dynamic_shapes=(({0: batch},),))
@@ -119,6 +119,7 @@ def compile_graph(
         "max_batch": max_batch,
         "source_sha256": _sha256(source),
         "depthwise_taps_max": depthwise_taps_max,
+        "channels_last_weights": True,
     }
     info_path.write_text(json.dumps(info, indent=2) + "\n")
     logger.info("%s: compiled for %s, torch %s -> %s", model, info["cpu_capability"], info["torch"], so_path)
