@@ -454,7 +454,7 @@ class BaseModelBackend(abc.ABC):
                 outcome: Any = outcomes[0]
             except Exception as exc:
                 outcome, started_at, finished_at, version = exc, received_at, time.monotonic(), None
-            self._collector.sizes[1] += 1
+            self._collector.record(1)
             reply = _outcome_reply(
                 msg.request_id, outcome, received_at, started_at, finished_at, 1, version, self.batching
             )

@@ -76,8 +76,12 @@ class BatchCollector:
                 break
         live = [item for item in batch if not item.future.done()]
         if live:
-            self.sizes[len(live)] += 1
+            self.record(len(live))
         return live
+
+    def record(self, size: int) -> None:
+        """Count a batch of `size` in the stats (also one computed without the queue)."""
+        self.sizes[size] += 1
 
     def stats(self) -> dict[str, Any]:
         return {
