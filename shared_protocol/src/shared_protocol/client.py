@@ -27,6 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from . import messages
 from .deadlines import Deadlines
+from .direct import DirectClientConnection
 from .errors import BadRequestError, ErrorCode
 from .limits import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_REQUEST_TIMEOUT
 from .outbox import outbox_for
@@ -163,6 +164,7 @@ class BackendClient:
         self.initial_backoff = min(initial_backoff, reconnect_interval)
         self.status = BackendStatus()
         self._connection: ClientConnection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the connection's, set when it is up
         self._pending: dict[str, tuple[asyncio.Future, float]] = {}
         self._deadlines = Deadlines()  # one loop timer for every request's timeout
         self._pong_waiter: asyncio.Future | None = None
@@ -236,7 +238,7 @@ class BackendClient:
             )
         except (TypeError, ValueError) as exc:
             return Reply.failure(ErrorCode.BAD_REQUEST, f"data cannot be encoded: {exc}")
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future = self._loop.create_future()  # kept: get_running_loop is a syscall on 3.11
         self._pending[request_id] = (future, started)
         try:
             try:
@@ -321,6 +323,7 @@ class BackendClient:
                     additional_headers={"Authorization": f"Bearer {self._token}"} if self._token else None,
                     # Offered so binary requests can be relayed as they came; JSON works either way.
                     subprotocols=[messages.BINARY_SUBPROTOCOL],
+                    create_connection=DirectClientConnection,  # replies matched from data_received
                 )
             except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
                 failures += 1
@@ -350,13 +353,17 @@ class BackendClient:
         self._wake.set()
 
     async def _serve_connection(self, connection: ClientConnection) -> None:
+        self._loop = asyncio.get_running_loop()
         self._connection = connection
         self.status.state = CONNECTED
         self.status.connected_since = time.time()
         self.status.last_error = None
         logger.info("backend %s connected at %s", self.name, self.url)
         health = asyncio.create_task(self._health_loop())
+        if isinstance(connection, DirectClientConnection):
+            connection.on_message = self._take_frame
         try:
+            # Frames direct delivery leaves to the queue (see shared_protocol.direct), in order.
             async for frame in connection:
                 self._on_frame(frame)
             self.status.last_error = f"connection closed: {connection.close_code} {connection.close_reason}".strip()
@@ -379,6 +386,10 @@ class BackendClient:
             if pong is None and self.connected:
                 self.status.last_error = "health_check not answered"
             await asyncio.sleep(self.health_interval)
+
+    def _take_frame(self, frame: str | bytes) -> bool:
+        self._on_frame(frame)  # never waits: a reply only completes its request's future
+        return True
 
     def _on_frame(self, frame: str | bytes) -> None:
         try:

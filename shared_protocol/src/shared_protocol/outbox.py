@@ -44,17 +44,22 @@ class Outbox:
         if not self.send_nowait(frame, text=text):
             await self._connection.send(frame, text=text)
 
-    def send_nowait(self, frame: bytes, *, text: bool) -> bool:
-        """Queue one frame without waiting; False when it must take the waiting path instead."""
+    def can_send_now(self) -> bool:
+        """Whether a frame queued now leaves without waiting: the connection is open and its write
+        buffer (with what this turn has queued) is not above the high-water mark."""
         connection = self._connection
-        protocol = connection.protocol
         transport = connection.transport
-        if (
-            protocol.state is not OPEN
+        return not (
+            connection.protocol.state is not OPEN
             or transport.is_closing()
             or transport.get_write_buffer_size() + self._queued_bytes > transport.get_write_buffer_limits()[1]
-        ):
+        )
+
+    def send_nowait(self, frame: bytes, *, text: bool) -> bool:
+        """Queue one frame without waiting; False when it must take the waiting path instead."""
+        if not self.can_send_now():
             return False
+        protocol = self._connection.protocol
         try:
             if text:
                 protocol.send_text(frame)

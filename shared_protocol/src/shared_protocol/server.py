@@ -4,7 +4,8 @@ It owns what both kinds of server must get right the same way:
 - the handshake: a cap on open connections (HTTP 503 beyond it), shared-secret auth (HTTP 401),
   and plain-HTTP endpoints on the same port (probes, metrics, the dashboard);
 - the frame loop: every frame is parsed (`messages.parse_envelope`), control messages
-  (`health_check`) are answered at once, requests are admitted or refused at once;
+  (`health_check`) are answered at once, requests are admitted or refused at once; frames are taken
+  from `data_received` by direct delivery (`direct.py`), the `recv()` loop only when they must wait;
 - admission by count *and* bytes: requests in flight per connection, bytes charged by unanswered
   requests per connection and per process (`limits.request_charge`) → `overloaded`;
 - exactly one reply per request, always encodable (`send_reply`), and a drain on shutdown.
@@ -19,7 +20,7 @@ import asyncio
 import http
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +31,7 @@ from websockets.http11 import Response
 
 from . import messages
 from .auth import TokenAuth
+from .direct import DirectServerConnection
 from .errors import ErrorCode, ProtocolError
 from .http_endpoints import Endpoint, http_response
 from .limits import (
@@ -144,15 +146,18 @@ class ProtocolServer:
         self.idle = asyncio.Event()
         self.idle.set()
         self._server: Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
         self._peers: set[Peer] = set()
         # Bytes a request is charged: the handler knows what it will materialise (default: decoded JSON).
         self._charge: Callable[[str | bytes], int] = getattr(handler, "charge", request_charge)
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._server = await serve(
             self._serve_connection,
             self.host,
             self.port,
+            create_connection=DirectServerConnection,  # frames answered from data_received
             process_request=self._process_request,
             select_subprotocol=_select_subprotocol,
             max_size=self.limits.max_message_size,
@@ -218,7 +223,10 @@ class ProtocolServer:
             binary=websocket.subprotocol == messages.BINARY_SUBPROTOCOL,
         )
         self._peers.add(peer)
+        if isinstance(websocket, DirectServerConnection):
+            websocket.on_message = lambda frame: self._take_frame(peer, frame)
         try:
+            # Frames direct delivery leaves to the queue (see shared_protocol.direct), in order.
             async for frame in websocket:
                 await self._on_frame(peer, frame)
         except websockets.ConnectionClosed:
@@ -232,19 +240,46 @@ class ProtocolServer:
             self.connections -= 1
 
     async def _on_frame(self, peer: Peer, frame: str | bytes) -> None:
+        """A frame from the queue: an immediate reply is awaited, so a peer that does not read
+        stops this loop, and with it the reading of its frames (the library's flow control)."""
+        immediate = self._dispatch(peer, frame)
+        if immediate is not None:
+            await send_reply(peer.websocket, *immediate)
+
+    def _take_frame(self, peer: Peer, frame: str | bytes) -> bool:
+        """A frame by direct delivery (shared_protocol.direct), from data_received: handled without
+        waiting, or False when the peer's write buffer is full (the frame goes to `_on_frame`)."""
+        outbox = outbox_for(peer.websocket)
+        if not outbox.can_send_now():
+            return False
+        immediate = self._dispatch(peer, frame)
+        if immediate is not None:
+            reply, codec = immediate
+            encoded = encode_reply(reply, codec)
+            if not outbox.send_nowait(encoded, text=codec != messages.MSGPACK):
+                self._track(peer, send_reply(peer.websocket, encoded, codec))
+        return True
+
+    def _dispatch(self, peer: Peer, frame: str | bytes) -> tuple[dict[str, Any], str] | None:
+        """Admit a frame and start its answer; returns the immediate reply (error, refusal or pong)
+        with its codec, the form the frame came in, or None when the answer is under way."""
         admitted = self.admit_frame(peer, frame)
         if not isinstance(admitted, tuple):
-            # An immediate reply (error, refusal or pong), in the form the frame came in.
-            codec = messages.MSGPACK if isinstance(frame, bytes) and peer.binary else messages.JSON
-            await send_reply(peer.websocket, admitted, codec)
-            return
+            return admitted, messages.MSGPACK if isinstance(frame, bytes) and peer.binary else messages.JSON
         msg, charge = admitted
         if self._answer_now is not None:
             reply = self._answer_now_or_none(peer, msg)
             if reply is not None:
                 self._reply_now(peer, reply, msg.codec, charge)
-                return
-        task = asyncio.create_task(self._answer(peer, msg, charge))
+                return None
+        self._track(peer, self._answer(peer, msg, charge))
+        return None
+
+    def _track(self, peer: Peer, work: Coroutine[Any, Any, None]) -> None:
+        # The connection's handler waits for these before it ends (replies to a gone peer still
+        # finish, and the counters stay right). The loop is kept: on Python 3.11 every
+        # get_running_loop (create_task's too) is a getpid syscall.
+        task = self._loop.create_task(work)
         peer.tasks.add(task)
         task.add_done_callback(peer.tasks.discard)
 
@@ -332,9 +367,7 @@ class ProtocolServer:
         if outbox_for(peer.websocket).send_nowait(frame, text=codec != messages.MSGPACK):
             self._release(peer, charge)
             return
-        task = asyncio.create_task(self._send_then_release(peer, frame, codec, charge))
-        peer.tasks.add(task)
-        task.add_done_callback(peer.tasks.discard)
+        self._track(peer, self._send_then_release(peer, frame, codec, charge))
 
     async def _send_then_release(self, peer: Peer, frame: bytes, codec: str, charge: int) -> None:
         try:
