@@ -70,22 +70,57 @@ class _Receiver:
 
 
 def test_frames_of_one_turn_leave_in_order_in_one_write():
+    """A busy connection's turn leaves in one write. The first turn of a fresh connection writes its
+    first frame at once (no turn before it had company), then coalesces the rest; from the next
+    turn on, a turn that follows a busy one is one write."""
+
     async def main():
         async with _Receiver() as server, connect(server.url) as ws:
             counting = _CountingTransport(ws.transport)
             ws.transport = counting
             outbox = outbox_for(ws)
             assert outbox_for(ws) is outbox  # one per connection
-            for i in range(20):
-                await outbox.send(json.dumps({"n": i}).encode(), text=True)
-            await outbox.send(b"\x00\x01binary", text=False)
-            await server.wait_for(21)
-            assert counting.writes == 1, counting.writes
+            for turn in range(2):
+                for i in range(20):
+                    await outbox.send(json.dumps({"n": 20 * turn + i}).encode(), text=True)
+                await outbox.send(b"\x00\x01binary", text=False)
+                await server.wait_for(21 * (turn + 1))
+            assert counting.writes == 2 + 1, counting.writes
             return server.received
 
     received = run(main())
-    assert [json.loads(f)["n"] for f in received[:20]] == list(range(20))
-    assert received[20] == b"\x00\x01binary"
+    for turn in range(2):
+        frames = received[21 * turn : 21 * (turn + 1)]
+        assert [json.loads(f)["n"] for f in frames[:20]] == list(range(20 * turn, 20 * turn + 20))
+        assert frames[20] == b"\x00\x01binary"
+
+
+def test_a_lone_frame_leaves_at_once_and_a_busy_turn_switches_to_coalescing():
+    """One frame per turn (one request in flight) is written when sent, not at the end of the turn;
+    after a turn with company the next turn's first frame waits for the flush, until a lone turn."""
+
+    async def main():
+        async with _Receiver() as server, connect(server.url) as ws:
+            counting = _CountingTransport(ws.transport)
+            ws.transport = counting
+            outbox = outbox_for(ws)
+            assert outbox.send_nowait(b"alone", text=True)
+            assert counting.writes == 1  # written in the call: no wait for the turn's end
+            await asyncio.sleep(0.01)
+            for n in range(3):  # a busy turn: first at once, two at the end
+                assert outbox.send_nowait(b"busy%d" % n, text=True)
+            await asyncio.sleep(0.01)
+            assert counting.writes == 3
+            assert outbox.send_nowait(b"after-busy", text=True)
+            assert counting.writes == 3  # waits: the last turn had company
+            await asyncio.sleep(0.01)
+            assert counting.writes == 4
+            assert outbox.send_nowait(b"lone-again", text=True)
+            assert counting.writes == 5  # the last turn was lone: at once again
+            await server.wait_for(6)
+            return server.received
+
+    assert run(main()) == ["alone", "busy0", "busy1", "busy2", "after-busy", "lone-again"]
 
 
 def test_mixed_with_library_sends_keeps_order():

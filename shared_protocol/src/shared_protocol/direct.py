@@ -64,6 +64,7 @@ class _DirectDelivery:
                         return
                 except Exception:  # a bug in the application: as an exception in a handler would
                     logger.exception("handling a message failed; closing the connection")
+                    self.on_message = None
                     self._fail_internal()
                     return
         if type(event) is Frame and event.fin and event.opcode in _MESSAGE_END:
