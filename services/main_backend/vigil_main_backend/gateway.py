@@ -21,6 +21,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -265,16 +266,41 @@ class MainBackend:
         self.metrics.count_client_message(msg.type)
         return None
 
+    def answer_later(
+        self, peer: Peer, msg: messages.Message, respond: Callable[[dict[str, Any] | bytes], None]
+    ) -> bool:
+        """The relay of an `inference_request` without a task (ProtocolServer's `answer_later`): sent to
+        the backend now, answered from the backend connection's data_received. Other requests
+        (analyze, reload_model) return False and go to `handle`."""
+        if msg.type != messages.INFERENCE_REQUEST:
+            return False
+        trace_id = msg.trace_id or self._new_trace_id()
+        started = time.monotonic()
+
+        def done(reply: dict[str, Any] | bytes) -> None:
+            respond(self._finish(msg, trace_id, started, reply))
+
+        self._relay(peer, msg, trace_id, done)
+        return True
+
     async def handle(self, peer: Peer, msg: messages.Message) -> dict[str, Any] | bytes:
+        if msg.type == messages.INFERENCE_REQUEST:  # without a socket (reply_to, the testing driver)
+            future: asyncio.Future = asyncio.get_running_loop().create_future()
+            self.answer_later(peer, msg, _resolver(future))
+            return await future
         # The trace id follows the request to every backend and back; the client may choose it.
         trace_id = msg.trace_id or self._new_trace_id()
         started = time.monotonic()
         if msg.type == RELOAD_MODEL:
             reply = await self._reload_backend(peer, msg)
-        elif msg.type == messages.INFERENCE_REQUEST:
-            reply = await self._relay(peer, msg, trace_id)
         else:
             reply = await self._analyze(peer, msg, trace_id)
+        return self._finish(msg, trace_id, started, reply)
+
+    def _finish(
+        self, msg: messages.Message, trace_id: str, started: float, reply: dict[str, Any] | bytes
+    ) -> dict[str, Any] | bytes:
+        """The reply as it goes out: with its trace id, and logged."""
         if isinstance(reply, dict):
             reply["trace_id"] = trace_id
             code = reply.get("code")
@@ -351,6 +377,59 @@ class MainBackend:
             return Reply.failure(ErrorCode.UNAVAILABLE, f"backend {name!r} is disabled in the configuration")
         return None
 
+    def _submit(
+        self,
+        name: str,
+        peer: Peer,
+        data_raw: bytes | msgspec.Raw,
+        session_id: str | None,
+        trace_id: str,
+        client_id: str,
+        codec: str,
+        on_reply: Callable[[Reply], None],
+    ) -> None:
+        """Send one request to backend `name`; `on_reply` gets its one Reply (maybe at once)."""
+        refusal = self._backend_refusal(name)
+        if refusal is not None:
+            on_reply(refusal)
+            return
+        client = self.clients[name]
+        if not client.connected:
+            client.wake()  # try to reconnect now rather than at the next tick
+
+        def answered(reply: Reply) -> None:
+            try:
+                self.metrics.observe_reply(name, reply)
+                if logger.isEnabledFor(logging.DEBUG):
+                    # The mapping from the client's id to the id on the backend connection: a
+                    # backend's log line (request_id, trace_id) leads back to the client's request.
+                    logger.debug(
+                        "backend %s answered %s",
+                        name,
+                        reply.code or "ok",
+                        extra=logs.request_fields(
+                            client_request_id=client_id,
+                            request_id=reply.backend_request_id,
+                            trace_id=trace_id,
+                            session=logs.session_digest(peer.owner, session_id),
+                            code=reply.code or "ok",
+                        ),
+                    )
+            finally:
+                on_reply(reply)
+
+        # Replicas route a session by a key no other client can produce.
+        session_key = None if session_id is None else f"{peer.owner}/{session_id}"
+        client.submit(
+            None,
+            on_reply=answered,
+            data_raw=data_raw,
+            owner=peer.owner,
+            session_key=session_key,
+            trace_id=trace_id,
+            codec=codec,
+        )
+
     async def _call(
         self,
         name: str,
@@ -361,54 +440,50 @@ class MainBackend:
         client_id: str,
         codec: str = messages.JSON,
     ) -> Reply:
-        refusal = self._backend_refusal(name)
-        if refusal is not None:
-            return refusal
-        client = self.clients[name]
-        if not client.connected:
-            client.wake()  # try to reconnect now rather than at the next tick
-        # Replicas route a session by a key no other client can produce.
-        session_key = None if session_id is None else f"{peer.owner}/{session_id}"
-        reply = await client.request(
-            None, data_raw=data_raw, owner=peer.owner, session_key=session_key, trace_id=trace_id, codec=codec
-        )
-        self.metrics.observe_reply(name, reply)
-        # The mapping from the client's id to the id on the backend connection: a backend's log
-        # line (request_id, trace_id) leads back to the client's request.
-        if not logger.isEnabledFor(logging.DEBUG):
-            return reply
-        logger.debug(
-            "backend %s answered %s",
-            name,
-            reply.code or "ok",
-            extra=logs.request_fields(
-                client_request_id=client_id,
-                request_id=reply.backend_request_id,
-                trace_id=trace_id,
-                session=logs.session_digest(peer.owner, session_id),
-                code=reply.code or "ok",
-            ),
-        )
-        return reply
+        """`_submit`, awaited (analyze's fan-out)."""
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._submit(name, peer, data_raw, session_id, trace_id, client_id, codec, _resolver(future))
+        return await future
 
-    async def _relay(self, peer: Peer, msg: messages.Message, trace_id: str) -> dict[str, Any] | bytes:
+    def _relay(
+        self, peer: Peer, msg: messages.Message, trace_id: str, done: Callable[[dict[str, Any] | bytes], None]
+    ) -> None:
+        """Relay an inference_request to its backend; `done` gets the client's reply (maybe at once)."""
         model = msg.model
         if model is None:
-            return messages.error_message(
-                msg.request_id,
-                ErrorCode.BAD_REQUEST,
-                f"missing field 'model' (one of {sorted(self.config.model_backends)}); or send 'analyze'",
+            done(
+                messages.error_message(
+                    msg.request_id,
+                    ErrorCode.BAD_REQUEST,
+                    f"missing field 'model' (one of {sorted(self.config.model_backends)}); or send 'analyze'",
+                )
             )
+            return
         if not isinstance(model, str):
-            return messages.error_message(
-                msg.request_id, ErrorCode.BAD_REQUEST, f"field 'model' must be a string, got {type(model).__name__}"
+            done(
+                messages.error_message(
+                    msg.request_id, ErrorCode.BAD_REQUEST, f"field 'model' must be a string, got {type(model).__name__}"
+                )
             )
+            return
+
+        def answered(reply: Reply) -> None:
+            try:
+                out = self._relay_reply(msg, model, trace_id, reply)
+            except Exception as exc:  # a bug here must still produce the one reply
+                logger.exception("relaying the reply to %s failed", msg.request_id)
+                out = messages.error_message(msg.request_id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+            done(out)
+
         members = _members(msg)
-        if isinstance(members, dict):
-            session_id = _session_id(members, msg.codec)
-            reply = await self._call(model, peer, msg.data_raw, session_id, trace_id, msg.request_id, msg.codec)
-        else:
-            reply = members
+        if not isinstance(members, dict):
+            answered(members)
+            return
+        session_id = _session_id(members, msg.codec)
+        self._submit(model, peer, msg.data_raw, session_id, trace_id, msg.request_id, msg.codec, answered)
+
+    @staticmethod
+    def _relay_reply(msg: messages.Message, model: str, trace_id: str, reply: Reply) -> dict[str, Any] | bytes:
         if reply.ok:
             extra: dict[str, Any] = {"model": model}
             if reply.timing is not None:
@@ -478,6 +553,16 @@ class MainBackend:
             "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
         }
         return {"type": messages.ANALYZE_RESPONSE, "request_id": msg.request_id, "data": body}
+
+
+def _resolver(future: asyncio.Future) -> Callable[[Any], None]:
+    """A callback that gives `future` its result, unless its waiter gave up (cancelled)."""
+
+    def resolve(value: Any) -> None:
+        if not future.done():
+            future.set_result(value)
+
+    return resolve
 
 
 def _members(msg: messages.Message) -> dict[str, msgspec.Raw] | Reply:

@@ -346,31 +346,56 @@ class ReplicaPool:
             return healthy
         return [replica for replica in self._replicas.values() if replica.client.connected]
 
-    async def request(self, data: Any, *, session_key: str | None = None, **kwargs: Any) -> Reply:
-        """Exactly one Reply, like BackendClient.request; kwargs go to the replica's client untouched."""
+    def submit(
+        self, data: Any, *, on_reply: Callable[[Reply], None], session_key: str | None = None, **kwargs: Any
+    ) -> None:
+        """Like BackendClient.submit: `on_reply` gets exactly one Reply, maybe before this returns;
+        kwargs go to the replica's client untouched."""
         candidates = self._candidates()
         if not candidates:
             status = self.status
             reason = status.last_error or status.state
-            return Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} is not connected ({reason})")
-        if session_key is None:
-            return await self._request_least_loaded(candidates, data, kwargs)
-        return await self._request_session(candidates, session_key, data, kwargs)
+            on_reply(Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} is not connected ({reason})"))
+        elif session_key is None:
+            # Fewest in flight first; among equals the one that served fewest so far (spreads idle load).
+            ordered = sorted(candidates, key=lambda replica: (replica.client.in_flight, replica.requests))
+            self._submit_in_order(ordered, 0, data, kwargs, on_reply)
+        else:
+            self._submit_session(candidates, session_key, data, kwargs, on_reply)
 
-    async def _request_least_loaded(self, candidates: list[Replica], data: Any, kwargs: dict[str, Any]) -> Reply:
-        # Fewest in flight first; among equals the one that served fewest so far (spreads idle load).
-        ordered = sorted(candidates, key=lambda replica: (replica.client.in_flight, replica.requests))
-        reply = Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} has no replica")
-        for replica in ordered:
-            reply = await self._send(replica, data, kwargs)
-            if reply.code != ErrorCode.OVERLOADED.value:
-                return reply
-            logger.debug("backend %s: replica %s overloaded, spilling", self.name, replica.id)
-        return reply
+    async def request(self, data: Any, *, session_key: str | None = None, **kwargs: Any) -> Reply:
+        """`submit`, awaited: exactly one Reply, like BackendClient.request."""
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
 
-    async def _request_session(
-        self, candidates: list[Replica], session_key: str, data: Any, kwargs: dict[str, Any]
-    ) -> Reply:
+        def settle(reply: Reply) -> None:
+            if not future.done():
+                future.set_result(reply)
+
+        self.submit(data, on_reply=settle, session_key=session_key, **kwargs)
+        return await future
+
+    def _submit_in_order(
+        self, ordered: list[Replica], index: int, data: Any, kwargs: dict[str, Any], on_reply: Callable[[Reply], None]
+    ) -> None:
+        replica = ordered[index]
+
+        def answered(reply: Reply) -> None:
+            if reply.code == ErrorCode.OVERLOADED.value and index + 1 < len(ordered):
+                logger.debug("backend %s: replica %s overloaded, spilling", self.name, replica.id)
+                self._submit_in_order(ordered, index + 1, data, kwargs, on_reply)
+            else:
+                on_reply(reply)
+
+        self._submit_to(replica, data, kwargs, answered)
+
+    def _submit_session(
+        self,
+        candidates: list[Replica],
+        session_key: str,
+        data: Any,
+        kwargs: dict[str, Any],
+        on_reply: Callable[[Reply], None],
+    ) -> None:
         if len(candidates) == 1:  # the common deployment: no hashing needed to pick the only one
             replica = candidates[0]
         else:
@@ -379,18 +404,22 @@ class ReplicaPool:
         route = (replica.id, replica.generation)
         previous = self._sessions.get(session_key)
         reason = None if previous is None or previous == route else self._move_reason(previous, replica)
-        if reason is not None:
-            data, kwargs = _with_reset(data, kwargs)
-            logger.info("backend %s: session moved to replica %s (%s)", self.name, replica.id, reason.split(":")[0])
         self._sessions.set(session_key, route)
-        reply = await self._send(replica, data, kwargs)
-        if reason is not None:
+        if reason is None:
+            self._submit_to(replica, data, kwargs, on_reply)
+            return
+        data, kwargs = _with_reset(data, kwargs)
+        logger.info("backend %s: session moved to replica %s (%s)", self.name, replica.id, reason.split(":")[0])
+
+        def answered(reply: Reply) -> None:
             if reply.ok and isinstance(reply.data, dict):
                 reply.data["session_reset"] = True
                 reply.data["session_reset_reason"] = reason
             else:  # not processed: the next request of the session is the one that resets it
                 self._sessions.restore(session_key, route, previous)
-        return reply
+            on_reply(reply)
+
+        self._submit_to(replica, data, kwargs, answered)
 
     def _move_reason(self, previous: tuple[str, tuple], new_owner: Replica) -> str:
         previous_id, _generation = previous
@@ -403,12 +432,16 @@ class ReplicaPool:
             return REASON_UNHEALTHY
         return REASON_REBALANCED
 
-    async def _send(self, replica: Replica, data: Any, kwargs: dict[str, Any]) -> Reply:
+    @staticmethod
+    def _submit_to(replica: Replica, data: Any, kwargs: dict[str, Any], on_reply: Callable[[Reply], None]) -> None:
         replica.requests += 1
-        reply = await replica.client.request(data, **kwargs)
-        if not reply.ok:
-            replica.errors[reply.code or ErrorCode.INTERNAL.value] += 1
-        return reply
+
+        def answered(reply: Reply) -> None:
+            if not reply.ok:
+                replica.errors[reply.code or ErrorCode.INTERNAL.value] += 1
+            on_reply(reply)
+
+        replica.client.submit(data, on_reply=answered, **kwargs)
 
 
 class ReplicaCollector:

@@ -5,6 +5,9 @@
 - `request()` never raises for backend trouble: it always returns a `Reply`, and every request gets
   exactly one — the backend's answer, `timeout` after `request_timeout`, `overloaded` when too many
   are in flight, or `unavailable` at once when the connection is not up or drops mid-request.
+- `submit()` is the same without waiting: the one `Reply` goes to a callback, called from
+  data_received (direct delivery), the deadline timer or the connection's loss — the gateway's
+  relay path runs without a task per request; `request()` is `submit()` awaited.
 - Reconnects with exponential backoff capped at `reconnect_interval`; after
   `max_reconnect_attempts` failures the state is `down` and one attempt is made per health tick.
 - Sends `health_check` every `health_interval` and keeps the backend's reported status.
@@ -18,6 +21,7 @@ import itertools
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,8 +169,10 @@ class BackendClient:
         self.status = BackendStatus()
         self._connection: ClientConnection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the connection's, set when it is up
-        self._pending: dict[str, tuple[asyncio.Future, float]] = {}
-        self._deadlines = Deadlines()  # one loop timer for every request's timeout
+        # request id -> (on_reply, sent at, timeout): the requests in flight on the connection.
+        self._pending: dict[str, tuple[Callable[[Reply], None], float, float]] = {}
+        self._deadlines = Deadlines(self._expire)  # one loop timer for every request's timeout
+        self._sending: set[asyncio.Task] = set()  # frames waiting for a full write buffer
         self._pong_waiter: asyncio.Future | None = None
         self._runner: asyncio.Task | None = None
         self._wake = asyncio.Event()  # cuts a backoff sleep short (a health tick while down)
@@ -204,6 +210,63 @@ class BackendClient:
 
     # ---- requests ----------------------------------------------------------------------------
 
+    def submit(
+        self,
+        data: dict[str, Any] | None,
+        *,
+        on_reply: Callable[[Reply], None],
+        timeout: float | None = None,
+        data_raw: msgspec.Raw | bytes | str | None = None,
+        data_json: str | None = None,
+        owner: str | None = None,
+        trace_id: str | None = None,
+        codec: str = messages.JSON,
+    ) -> str | None:
+        """Send one request without waiting; `on_reply(reply)` is called exactly once: with the
+        backend's answer (matched in data_received), `timeout` after `timeout` seconds (default
+        `request_timeout`), or `unavailable` when the connection drops. Returns the request's id
+        on this connection, or None when it could not be sent (not connected, too many in flight,
+        not encodable): `on_reply` has then been called already, with why.
+
+        `data_raw`: `data` already encoded (JSON text, or MessagePack for codec msgpack), e.g.
+        the client's own, relayed verbatim; `data_json` is its former name. `owner`: whose
+        sessions the request may touch (the gateway's name for its client), sent as `session_owner`."""
+        connection = self._connection
+        if connection is None or not self.connected:
+            reason = self.status.last_error or self.status.state
+            refusal = Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} is not connected ({reason})")
+        elif len(self._pending) >= self.max_in_flight:
+            refusal = Reply.failure(
+                ErrorCode.OVERLOADED, f"backend {self.name!r} has {self.max_in_flight} requests in flight"
+            )
+        elif codec == messages.MSGPACK and connection.subprotocol != messages.BINARY_SUBPROTOCOL:
+            refusal = Reply.failure(
+                ErrorCode.UNAVAILABLE, f"backend {self.name!r} does not speak {messages.BINARY_SUBPROTOCOL}"
+            )
+        else:
+            request_id = f"{self._prefix}-{next(self._ids)}"
+            try:
+                frame = self._request_frame(
+                    request_id, data, data_raw if data_raw is not None else data_json, owner, trace_id, codec
+                )
+                refusal = None
+            except (TypeError, ValueError) as exc:
+                refusal = Reply.failure(ErrorCode.BAD_REQUEST, f"data cannot be encoded: {exc}")
+        if refusal is not None:
+            on_reply(refusal)
+            return None
+        limit = self.request_timeout if timeout is None else timeout
+        self._pending[request_id] = (on_reply, time.monotonic(), limit)
+        self._deadlines.add(request_id, limit)
+        text = codec != messages.MSGPACK
+        if not outbox_for(connection).send_nowait(frame, text=text):
+            # The write buffer is full: the frame waits for it in a task. The request already
+            # counts as in flight (max_in_flight bounds these) and its deadline runs.
+            task = self._loop.create_task(self._send_when_writable(connection, request_id, frame, text))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        return request_id
+
     async def request(
         self,
         data: dict[str, Any] | None,
@@ -215,51 +278,68 @@ class BackendClient:
         trace_id: str | None = None,
         codec: str = messages.JSON,
     ) -> Reply:
-        """`data_raw`: `data` already encoded as JSON (e.g. the client's own text, relayed verbatim);
-        `data_json` is its former name. `owner`: whose sessions the request may touch (the gateway's
-        name for its client); sent as `session_owner`."""
-        started = time.monotonic()
-        connection = self._connection
-        if connection is None or not self.connected:
-            reason = self.status.last_error or self.status.state
-            return Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} is not connected ({reason})")
-        if len(self._pending) >= self.max_in_flight:
-            return Reply.failure(
-                ErrorCode.OVERLOADED, f"backend {self.name!r} has {self.max_in_flight} requests in flight"
-            )
-        if codec == messages.MSGPACK and connection.subprotocol != messages.BINARY_SUBPROTOCOL:
-            return Reply.failure(
-                ErrorCode.UNAVAILABLE, f"backend {self.name!r} does not speak {messages.BINARY_SUBPROTOCOL}"
-            )
-        request_id = f"{self._prefix}-{next(self._ids)}"
+        """`submit`, awaited: the one Reply (never raises for backend trouble)."""
+        future: asyncio.Future = (self._loop or asyncio.get_running_loop()).create_future()
+
+        def settle(reply: Reply) -> None:
+            if not future.done():  # a caller that gave up (cancelled) no longer waits
+                future.set_result(reply)
+
+        request_id = self.submit(
+            data,
+            on_reply=settle,
+            timeout=timeout,
+            data_raw=data_raw,
+            data_json=data_json,
+            owner=owner,
+            trace_id=trace_id,
+            codec=codec,
+        )
+        if request_id is None:
+            return future.result()
         try:
-            frame = self._request_frame(
-                request_id, data, data_raw if data_raw is not None else data_json, owner, trace_id, codec
-            )
-        except (TypeError, ValueError) as exc:
-            return Reply.failure(ErrorCode.BAD_REQUEST, f"data cannot be encoded: {exc}")
-        future: asyncio.Future = self._loop.create_future()  # kept: get_running_loop is a syscall on 3.11
-        self._pending[request_id] = (future, started)
+            return await future
+        except asyncio.CancelledError:
+            self._forget(request_id)
+            raise
+
+    async def _send_when_writable(
+        self, connection: ClientConnection, request_id: str, frame: bytes, text: bool
+    ) -> None:
         try:
-            try:
-                await outbox_for(connection).send(frame, text=codec != messages.MSGPACK)
-            except websockets.ConnectionClosed:
-                return Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} connection closed")
-            limit = self.request_timeout if timeout is None else timeout
-            self._deadlines.add(future, limit)
-            try:
-                reply = await future
-            except TimeoutError:
-                reply = Reply.failure(
+            await outbox_for(connection).send(frame, text=text)
+        except websockets.ConnectionClosed:
+            self._settle(request_id, Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} connection closed"))
+
+    def _settle(self, request_id: str, reply: Reply) -> None:
+        """Give a pending request its one reply (no-op when it has had it)."""
+        entry = self._pending.pop(request_id, None)
+        if entry is None:
+            return
+        self._deadlines.discard(request_id)
+        reply.backend_request_id = request_id
+        on_reply = entry[0]
+        try:
+            on_reply(reply)
+        except Exception:  # a caller's bug must not reach data_received: it would close the connection
+            logger.exception("backend %s: handling the reply to %s failed", self.name, request_id)
+
+    def _forget(self, request_id: str) -> None:
+        self._pending.pop(request_id, None)
+        self._deadlines.discard(request_id)
+
+    def _expire(self, request_id: str) -> None:
+        entry = self._pending.get(request_id)
+        if entry is not None:
+            _, started, limit = entry
+            self._settle(
+                request_id,
+                Reply.failure(
                     ErrorCode.TIMEOUT,
                     f"backend {self.name!r} did not answer within {limit:g}s",
                     time.monotonic() - started,
-                )
-            reply.backend_request_id = request_id
-            return reply
-        finally:
-            self._deadlines.discard(future)
-            self._pending.pop(request_id, None)
+                ),
+            )
 
     @staticmethod
     def _request_frame(
@@ -388,7 +468,7 @@ class BackendClient:
             await asyncio.sleep(self.health_interval)
 
     def _take_frame(self, frame: str | bytes) -> bool:
-        self._on_frame(frame)  # never waits: a reply only completes its request's future
+        self._on_frame(frame)  # never waits: a reply only goes to its request's on_reply
         return True
 
     def _on_frame(self, frame: str | bytes) -> None:
@@ -406,23 +486,19 @@ class BackendClient:
         if entry is None:
             logger.debug("backend %s: reply for unknown or expired request %r", self.name, request_id)
             return
-        future, started = entry
-        if future.done():
-            return
-        latency = time.monotonic() - started
+        latency = time.monotonic() - entry[1]
         codec = messages.JSON if isinstance(frame, str) else messages.MSGPACK
         timing = reply.timing if isinstance(reply.timing, dict) else None
         if kind == messages.INFERENCE_RESPONSE and len(reply.data) and _is_map(reply.data, codec):
             version = reply.model_version if isinstance(reply.model_version, str) else None
-            future.set_result(
-                Reply(True, data_raw=reply.data, codec=codec, latency_s=latency, timing=timing, model_version=version)
+            answer = Reply(
+                True, data_raw=reply.data, codec=codec, latency_s=latency, timing=timing, model_version=version
             )
         elif kind == messages.ERROR:
-            future.set_result(
-                Reply(False, code=str(reply.code or "internal"), error=str(reply.error), latency_s=latency)
-            )
+            answer = Reply(False, code=str(reply.code or "internal"), error=str(reply.error), latency_s=latency)
         else:
-            future.set_result(Reply.failure(ErrorCode.INTERNAL, f"backend sent unexpected {kind!r} reply", latency))
+            answer = Reply.failure(ErrorCode.INTERNAL, f"backend sent unexpected {kind!r} reply", latency)
+        self._settle(request_id, answer)
 
     def _on_pong(self, frame: str | bytes) -> None:
         try:
@@ -437,6 +513,5 @@ class BackendClient:
             self._pong_waiter.set_result(pong)
 
     def _fail_pending(self, code: ErrorCode, error: str) -> None:
-        for future, started in list(self._pending.values()):
-            if not future.done():
-                future.set_result(Reply.failure(code, error, time.monotonic() - started))
+        for request_id, (_, started, _) in list(self._pending.items()):
+            self._settle(request_id, Reply.failure(code, error, time.monotonic() - started))

@@ -1,4 +1,4 @@
-"""Deadlines for many waiting futures on one event-loop timer.
+"""Deadlines for many waiters on one event-loop timer.
 
 `asyncio.timeout` arms and cancels one loop timer per use: about 8 us on uvloop, and a relayed
 request used two of them (the gateway's wait for the backend, the backend's wait for its model),
@@ -7,29 +7,40 @@ entry; one timer is armed for the earliest deadline, and when it fires the expir
 `TimeoutError` and the timer is re-armed for the next earliest. With one common timeout the
 earliest deadline is always the oldest waiter's, so the timer fires about once per timeout period
 however many requests pass.
+
+A waiter is a future by default (it gets `TimeoutError`); with `expire` it is any key, and
+`expire(key)` is called for it instead (BackendClient's requests: a callback, no future).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Hashable
+
+
+def _time_out(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 class Deadlines:
-    """Give `TimeoutError` to futures not done by their deadline (loop time, `loop.time()`)."""
+    """Expire waiters not discarded by their deadline (loop time, `loop.time()`): futures get
+    `TimeoutError`, or `expire(key)` is called when given."""
 
-    __slots__ = ("_loop", "_waiters", "_handle", "_armed_at")
+    __slots__ = ("_loop", "_waiters", "_handle", "_armed_at", "_expire_one")
 
-    def __init__(self) -> None:
+    def __init__(self, expire: Callable[[Hashable], None] | None = None) -> None:
+        self._expire_one = expire or _time_out
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: dict[asyncio.Future, float] = {}
+        self._waiters: dict[Hashable, float] = {}
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = 0.0
 
     def __len__(self) -> int:
         return len(self._waiters)
 
-    def add(self, future: asyncio.Future, timeout: float) -> None:
-        """`future` gets TimeoutError unless it is done (or discarded) within `timeout` seconds."""
+    def add(self, future: Hashable, timeout: float) -> None:
+        """`future` (or key) expires unless it is discarded (or, a future, done) within `timeout` seconds."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -38,7 +49,7 @@ class Deadlines:
         if self._handle is None or deadline < self._armed_at:
             self._arm(deadline)
 
-    def discard(self, future: asyncio.Future) -> None:
+    def discard(self, future: Hashable) -> None:
         """Forget a waiter (its answer came, or it was given up). Its timer, if it was the earliest,
         fires once more and finds nothing to expire: cheaper than re-arming on every discard."""
         self._waiters.pop(future, None)
@@ -59,7 +70,7 @@ class Deadlines:
         self._handle = None
         now = self._loop.time()
         earliest: float | None = None
-        expired: list[asyncio.Future] = []
+        expired: list[Hashable] = []
         for future, deadline in self._waiters.items():
             if deadline <= now:
                 expired.append(future)
@@ -67,7 +78,7 @@ class Deadlines:
                 earliest = deadline
         for future in expired:
             del self._waiters[future]
-            if not future.done():
-                future.set_exception(TimeoutError())
         if earliest is not None:
             self._arm(earliest)
+        for future in expired:  # last: an expiry callback may add waiters
+            self._expire_one(future)

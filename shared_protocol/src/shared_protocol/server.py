@@ -111,6 +111,11 @@ class RequestHandler(Protocol):
     # Optional: `answer_now(peer, msg) -> dict | bytes | None`, the reply to an admitted request
     # computed at once on the event loop, or None to have `handle` run it. A handler that answers
     # now has nothing to wait for, so the request needs no task (BaseModelBackend, run_inline).
+    #
+    # Optional: `answer_later(peer, msg, respond) -> bool`, an admitted request whose answer comes
+    # later through a callback, `respond(reply)` called exactly once (maybe before it returns), or
+    # False to have `handle` run it. No task either (MainBackend's relay: the reply is sent from
+    # the backend connection's data_received).
 
 
 class ProtocolServer:
@@ -129,6 +134,7 @@ class ProtocolServer:
     ) -> None:
         self.handler = handler
         self._answer_now = getattr(handler, "answer_now", None)
+        self._answer_later = getattr(handler, "answer_later", None)
         # SO_REUSEPORT: several worker processes listen on one port; the kernel spreads connections.
         self.reuse_port = reuse_port
         self.host = host
@@ -272,8 +278,29 @@ class ProtocolServer:
             if reply is not None:
                 self._reply_now(peer, reply, msg.codec, charge)
                 return None
-        self._track(peer, self._answer(peer, msg, charge))
+        if self._answer_later is None or not self._started(peer, msg, charge):
+            self._track(peer, self._answer(peer, msg, charge))
         return None
+
+    def _started(self, peer: Peer, msg: messages.Message, charge: int) -> bool:
+        """Hand the request to the handler's `answer_later`; its one reply goes out through `respond`."""
+        answered = False
+
+        def respond(reply: dict[str, Any] | bytes) -> None:
+            nonlocal answered
+            if answered:  # a handler bug: the request had its reply
+                logger.error("a second reply to %s %s was dropped", msg.type, msg.request_id)
+                return
+            answered = True
+            self._reply_now(peer, reply, msg.codec, charge)
+
+        try:
+            return self._answer_later(peer, msg, respond)
+        except Exception as exc:  # as in `answer`: a bug in a handler still produces one reply
+            logger.exception("handling %s %s failed", msg.type, msg.request_id)
+            if not answered:
+                respond(messages.error_message(msg.request_id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
+            return True
 
     def _track(self, peer: Peer, work: Coroutine[Any, Any, None]) -> None:
         # The connection's handler waits for these before it ends (replies to a gone peer still
