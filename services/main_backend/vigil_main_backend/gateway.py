@@ -278,7 +278,11 @@ class MainBackend:
         started = time.monotonic()
 
         def done(reply: dict[str, Any] | bytes) -> None:
-            respond(self._finish(msg, trace_id, started, reply))
+            try:
+                reply = self._finish(msg, trace_id, started, reply)
+            except Exception:  # the reply still goes out, without what failed to be added
+                logger.exception("finishing the reply to %s failed", msg.request_id)
+            respond(reply)
 
         self._relay(peer, msg, trace_id, done)
         return True
