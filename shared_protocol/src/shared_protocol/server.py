@@ -306,7 +306,7 @@ class ProtocolServer:
         # The connection's handler waits for these before it ends (replies to a gone peer still
         # finish, and the counters stay right). The loop is kept: on Python 3.11 every
         # get_running_loop (create_task's too) is a getpid syscall.
-        task = self._loop.create_task(work)
+        task = (self._loop or asyncio.get_running_loop()).create_task(work)
         peer.tasks.add(task)
         task.add_done_callback(peer.tasks.discard)
 
