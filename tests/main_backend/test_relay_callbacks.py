@@ -7,6 +7,7 @@ backend connection. Real sockets throughout."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -121,14 +122,24 @@ def test_a_bug_building_one_reply_gives_that_client_an_error_and_spares_the_othe
 # ---- BackendClient.submit ------------------------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def client_of(backend: ControlledBackend, **client_kwargs):
+    """`backend` served, and a BackendClient connected to it (closed afterwards)."""
+    async with serving(backend) as url:
+        await wait_ready(backend)
+        client = BackendClient("eeg", url, **client_kwargs)
+        client.start()
+        try:
+            await wait_for(lambda: client.connected)
+            yield client
+        finally:
+            await client.close()
+
+
 def test_submit_calls_on_reply_exactly_once_in_every_outcome():
     async def scenario():
         backend = ControlledBackend(max_concurrency=4)
-        async with serving(backend) as url:
-            await wait_ready(backend)
-            client = BackendClient("eeg", url, request_timeout=0.3, reconnect_interval=0.2)
-            client.start()
-            await wait_for(lambda: client.connected)
+        async with client_of(backend, request_timeout=0.3, reconnect_interval=0.2) as client:
             got: dict[str, list[Reply]] = {}
 
             def collect(name):
@@ -145,7 +156,7 @@ def test_submit_calls_on_reply_exactly_once_in_every_outcome():
             assert [r.code for r in got["late"]] == [ErrorCode.TIMEOUT.value]
             assert [r.code for r in got["unencodable"]] == [ErrorCode.BAD_REQUEST.value]
             assert client.in_flight == 0
-            await client.close()
+            await client.close()  # closed: refused at once
             assert client.submit({"n": 2}, on_reply=collect("closed")) is None
             assert [r.code for r in got["closed"]] == [ErrorCode.UNAVAILABLE.value]
 
@@ -155,11 +166,7 @@ def test_submit_calls_on_reply_exactly_once_in_every_outcome():
 def test_a_raising_on_reply_does_not_close_the_shared_connection():
     async def scenario():
         backend = ControlledBackend()
-        async with serving(backend) as url:
-            await wait_ready(backend)
-            client = BackendClient("eeg", url)
-            client.start()
-            await wait_for(lambda: client.connected)
+        async with client_of(backend) as client:
 
             def explode(reply):
                 raise RuntimeError("caller bug")
@@ -168,7 +175,6 @@ def test_a_raising_on_reply_does_not_close_the_shared_connection():
             reply = await client.request({"n": 2})
             assert reply.ok and reply.data["echo"] == {"n": 2}
             assert client.connected and client.status.reconnects == 0 and client.in_flight == 0
-            await client.close()
 
     run(scenario())
 
@@ -176,11 +182,7 @@ def test_a_raising_on_reply_does_not_close_the_shared_connection():
 def test_a_connection_lost_mid_request_answers_unavailable_once():
     async def scenario():
         backend = ControlledBackend()
-        async with serving(backend) as url:
-            await wait_ready(backend)
-            client = BackendClient("eeg", url, reconnect_interval=0.2)
-            client.start()
-            await wait_for(lambda: client.connected)
+        async with client_of(backend, reconnect_interval=0.2) as client:
             got: list[Reply] = []
             client.submit({"op": "sleep", "ms": 1000}, on_reply=got.append)
             await asyncio.sleep(0.1)
@@ -192,7 +194,6 @@ def test_a_connection_lost_mid_request_answers_unavailable_once():
             assert client.in_flight == 0
             await wait_for(lambda: client.connected)  # reconnected
             assert (await client.request({"n": 4})).data["echo"] == {"n": 4}
-            await client.close()
 
     run(scenario())
 
@@ -200,11 +201,7 @@ def test_a_connection_lost_mid_request_answers_unavailable_once():
 def test_a_cancelled_request_frees_its_place_in_flight():
     async def scenario():
         backend = ControlledBackend()
-        async with serving(backend) as url:
-            await wait_ready(backend)
-            client = BackendClient("eeg", url)
-            client.start()
-            await wait_for(lambda: client.connected)
+        async with client_of(backend) as client:
             waiting = asyncio.create_task(client.request({"op": "sleep", "ms": 500}))
             await wait_for(lambda: client.in_flight == 1)
             waiting.cancel()
@@ -213,6 +210,5 @@ def test_a_cancelled_request_frees_its_place_in_flight():
             assert client.in_flight == 0
             await asyncio.sleep(0.6)  # its late answer finds nobody and harms nothing
             assert (await client.request({"n": 3})).data["echo"] == {"n": 3}
-            await client.close()
 
     run(scenario())

@@ -175,17 +175,21 @@ def test_the_client_connection_class_delivers_directly_too():
 # ---- in the server core: ProtocolServer takes frames by direct delivery ---------------------------
 
 
-def test_protocol_server_answers_by_direct_delivery_and_not_through_recv(monkeypatch):
-    through_recv = 0
+@pytest.fixture
+def through_recv(monkeypatch) -> list:
+    """The frames that reached ProtocolServer through the recv() loop (`_on_frame`)."""
+    seen: list = []
     original = ProtocolServer._on_frame
 
     async def counting(self, peer, frame):
-        nonlocal through_recv
-        through_recv += 1
+        seen.append(frame)
         await original(self, peer, frame)
 
     monkeypatch.setattr(ProtocolServer, "_on_frame", counting)
+    return seen
 
+
+def test_protocol_server_answers_by_direct_delivery_and_not_through_recv(through_recv):
     async def scenario():
         backend = ControlledBackend()
         backend.run_inline = True
@@ -197,24 +201,15 @@ def test_protocol_server_answers_by_direct_delivery_and_not_through_recv(monkeyp
                     assert reply["data"]["echo"] == {"i": i}
                 assert (await rpc(ws, '{"type":"inference_request"'))["code"] == "bad_request"
                 assert (await rpc(ws, {"type": "health_check"}))["type"] == "pong"
-        assert through_recv == 0
+        assert through_recv == []
 
     run(scenario())
 
 
-def test_a_client_that_sends_garbage_and_never_reads_is_held_by_flow_control(monkeypatch):
+def test_a_client_that_sends_garbage_and_never_reads_is_held_by_flow_control(through_recv):
     """With the peer's write buffer full, frames are not taken directly: they queue for the recv()
     loop, which waits on each error reply's send, so the server stops reading that client instead
     of piling up replies. Every frame is still answered once when the client reads again."""
-    through_recv = 0
-    original = ProtocolServer._on_frame
-
-    async def counting(self, peer, frame):
-        nonlocal through_recv
-        through_recv += 1
-        await original(self, peer, frame)
-
-    monkeypatch.setattr(ProtocolServer, "_on_frame", counting)
 
     async def scenario():
         backend = ControlledBackend(max_queue=512)
@@ -241,7 +236,7 @@ def test_a_client_that_sends_garbage_and_never_reads_is_held_by_flow_control(mon
                 # Held: the server's tasks for this peer stay few (the 64 replies waiting, at most a
                 # handful more), however many garbage frames the client has pushed.
                 assert len(peer.tasks) <= 64 + 2
-                assert through_recv > 0  # the frames that could not be answered now went to recv()
+                assert through_recv  # the frames that could not be answered now went to recv()
                 ws.transport.resume_reading()
                 await asyncio.wait_for(flooding, 30)
                 ids = []
