@@ -6,7 +6,8 @@ task awaiting `recv()`: one more event-loop iteration per message before any wor
 pays it twice per request (client -> gateway, backend -> gateway) and the backend once. Here a
 connection made with `create_connection=DirectServerConnection` (`serve`) or
 `DirectClientConnection` (`connect`) hands each complete, unfragmented text or binary frame to
-`on_message` as soon as the protocol has parsed it: bench/peers.py, conc 16, 8.7k -> 10.8k req/s.
+`on_message` as soon as the protocol has parsed it (bench/peers.py, six interleaved runs: conc-16
+req/s median 1.13x, conc-1 p50 median 0.945x; docs/benchmarks.md).
 
 `on_message(message) -> bool` must not block. True: the message is the application's now. False:
 it could not be taken without waiting (e.g. the peer's write buffer is full); it goes to the queue,
