@@ -348,3 +348,47 @@ def test_gateway_admin_route_is_off_without_auth(tmp_path):
 
     reply = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert reply["code"] == "bad_request" and "needs auth on" in reply["error"] and reply["request_id"] == "a"
+
+
+def test_swap_gate_waits_for_running_batches_and_holds_new_ones_back():
+    """The gate every batch passes (`reading`, a plain context manager): a swap waits for the
+    running batch; a batch that arrives while the swap waits runs after it."""
+    import threading
+    import time
+
+    from shared_protocol.backend import _SwapGate
+
+    gate = _SwapGate()
+    events: list[str] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def batch(name: str, hold: bool) -> None:
+        with gate.reading():
+            events.append(f"{name} in")
+            if hold:
+                entered.set()
+                release.wait(5)
+            events.append(f"{name} out")
+
+    def swap() -> None:
+        with gate.writing():
+            events.append("swap")
+
+    first = threading.Thread(target=batch, args=("a", True))
+    first.start()
+    assert entered.wait(5)
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    deadline = time.monotonic() + 5
+    while not gate._writers_waiting:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    late = threading.Thread(target=batch, args=("b", False))
+    late.start()
+    time.sleep(0.1)
+    assert events == ["a in"]  # the swap waits for a; b waits for the swap
+    release.set()
+    for thread in (first, swapper, late):
+        thread.join(5)
+    assert events == ["a in", "a out", "swap", "b in", "b out"]
+    assert gate._readers == 0 and not gate._writer and not gate._writers_waiting

@@ -769,19 +769,12 @@ class _SwapGate:
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        self._reading = _Reading(self)
 
-    @contextlib.contextmanager
-    def reading(self):
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
+    def reading(self) -> _Reading:
+        # Every request passes here: a plain context manager object, not a generator (@contextmanager
+        # cost a fifth of a request's protocol work in the backend, measured in-process).
+        return self._reading
 
     @contextlib.contextmanager
     def writing(self):
@@ -797,6 +790,30 @@ class _SwapGate:
             with self._cond:
                 self._writer = False
                 self._cond.notify_all()
+
+
+class _Reading:
+    """`_SwapGate.reading()`: enter when no swap runs or waits; on exit, wake a waiting swap when
+    the last batch leaves (readers waiting for a swap are woken by the swap's own exit)."""
+
+    __slots__ = ("_gate",)
+
+    def __init__(self, gate: _SwapGate) -> None:
+        self._gate = gate
+
+    def __enter__(self) -> None:
+        gate = self._gate
+        with gate._cond:
+            while gate._writer or gate._writers_waiting:
+                gate._cond.wait()
+            gate._readers += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        gate = self._gate
+        with gate._cond:
+            gate._readers -= 1
+            if not gate._readers and gate._writers_waiting:
+                gate._cond.notify_all()
 
 
 def _parent(path: str) -> str:

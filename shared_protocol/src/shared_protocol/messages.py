@@ -302,6 +302,8 @@ def _needs_check(raw: msgspec.Raw | bytes | str) -> tuple[bool, bool]:
 
 
 def _has_long_digit_run(buf: bytes, window: int = 1 << 20) -> bool:
+    if len(buf) <= window:  # the common case, one window: no generator per request
+        return _LONG_DIGIT_RUN in buf.translate(_DIGITS_TO_ZERO)
     # Window by window (overlapping by a run's length), so the translated copy stays small.
     overlap = len(_LONG_DIGIT_RUN) - 1
     return any(
