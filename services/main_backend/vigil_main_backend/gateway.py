@@ -28,6 +28,7 @@ import msgspec
 
 from shared_protocol import ErrorCode, Reply, logs, messages
 from shared_protocol.auth import TokenAuth, parse_tokens
+from shared_protocol.client import resolver
 from shared_protocol.eventloop import stop_on_signals
 from shared_protocol.fields import DEFAULT_SESSION_ID
 from shared_protocol.http_endpoints import json_endpoint
@@ -290,7 +291,7 @@ class MainBackend:
     async def handle(self, peer: Peer, msg: messages.Message) -> dict[str, Any] | bytes:
         if msg.type == messages.INFERENCE_REQUEST:  # without a socket (reply_to, the testing driver)
             future: asyncio.Future = asyncio.get_running_loop().create_future()
-            self.answer_later(peer, msg, _resolver(future))
+            self.answer_later(peer, msg, resolver(future))
             return await future
         # The trace id follows the request to every backend and back; the client may choose it.
         trace_id = msg.trace_id or self._new_trace_id()
@@ -446,7 +447,7 @@ class MainBackend:
     ) -> Reply:
         """`_submit`, awaited (analyze's fan-out)."""
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._submit(name, peer, data_raw, session_id, trace_id, client_id, codec, _resolver(future))
+        self._submit(name, peer, data_raw, session_id, trace_id, client_id, codec, resolver(future))
         return await future
 
     def _relay(
@@ -557,16 +558,6 @@ class MainBackend:
             "elapsed_ms": round((time.monotonic() - started) * 1000, 3),
         }
         return {"type": messages.ANALYZE_RESPONSE, "request_id": msg.request_id, "data": body}
-
-
-def _resolver(future: asyncio.Future) -> Callable[[Any], None]:
-    """A callback that gives `future` its result, unless its waiter gave up (cancelled)."""
-
-    def resolve(value: Any) -> None:
-        if not future.done():
-            future.set_result(value)
-
-    return resolve
 
 
 def _members(msg: messages.Message) -> dict[str, msgspec.Raw] | Reply:

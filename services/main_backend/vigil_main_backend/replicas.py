@@ -30,7 +30,7 @@ import msgspec
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from shared_protocol import BackendClient, ErrorCode, Reply, messages
-from shared_protocol.client import CLOSED, CONNECTED, CONNECTING, DOWN, RECONNECTING, BackendStatus
+from shared_protocol.client import CLOSED, CONNECTED, CONNECTING, DOWN, RECONNECTING, BackendStatus, resolver
 
 from . import rendezvous
 from .discovery import Endpoint, is_ip_address, parse_endpoint, resolve
@@ -366,12 +366,7 @@ class ReplicaPool:
     async def request(self, data: Any, *, session_key: str | None = None, **kwargs: Any) -> Reply:
         """`submit`, awaited: exactly one Reply, like BackendClient.request."""
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-
-        def settle(reply: Reply) -> None:
-            if not future.done():
-                future.set_result(reply)
-
-        self.submit(data, on_reply=settle, session_key=session_key, **kwargs)
+        self.submit(data, on_reply=resolver(future), session_key=session_key, **kwargs)
         return await future
 
     def _submit_in_order(

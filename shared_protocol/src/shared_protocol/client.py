@@ -53,6 +53,17 @@ def _owner_field(owner: str | None) -> dict[str, str]:
     return {"session_owner": owner} if owner is not None else {}
 
 
+def resolver(future: asyncio.Future) -> Callable[[Any], None]:
+    """A reply callback that gives `future` its result, unless its waiter gave up (cancelled):
+    how `submit`-style calls are awaited."""
+
+    def resolve(value: Any) -> None:
+        if not future.done():
+            future.set_result(value)
+
+    return resolve
+
+
 CONNECTING = "connecting"
 CONNECTED = "connected"
 RECONNECTING = "reconnecting"
@@ -280,14 +291,9 @@ class BackendClient:
     ) -> Reply:
         """`submit`, awaited: the one Reply (never raises for backend trouble)."""
         future: asyncio.Future = (self._loop or asyncio.get_running_loop()).create_future()
-
-        def settle(reply: Reply) -> None:
-            if not future.done():  # a caller that gave up (cancelled) no longer waits
-                future.set_result(reply)
-
         request_id = self.submit(
             data,
-            on_reply=settle,
+            on_reply=resolver(future),
             timeout=timeout,
             data_raw=data_raw,
             data_json=data_json,

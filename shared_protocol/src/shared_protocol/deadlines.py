@@ -39,20 +39,20 @@ class Deadlines:
     def __len__(self) -> int:
         return len(self._waiters)
 
-    def add(self, future: Hashable, timeout: float) -> None:
-        """`future` (or key) expires unless it is discarded (or, a future, done) within `timeout` seconds."""
+    def add(self, waiter: Hashable, timeout: float) -> None:
+        """`waiter` (a future, or a key) expires unless discarded (a future: done) within `timeout` s."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        self._waiters[future] = deadline
+        self._waiters[waiter] = deadline
         if self._handle is None or deadline < self._armed_at:
             self._arm(deadline)
 
-    def discard(self, future: Hashable) -> None:
+    def discard(self, waiter: Hashable) -> None:
         """Forget a waiter (its answer came, or it was given up). Its timer, if it was the earliest,
         fires once more and finds nothing to expire: cheaper than re-arming on every discard."""
-        self._waiters.pop(future, None)
+        self._waiters.pop(waiter, None)
 
     def close(self) -> None:
         if self._handle is not None:
@@ -71,14 +71,14 @@ class Deadlines:
         now = self._loop.time()
         earliest: float | None = None
         expired: list[Hashable] = []
-        for future, deadline in self._waiters.items():
+        for waiter, deadline in self._waiters.items():
             if deadline <= now:
-                expired.append(future)
+                expired.append(waiter)
             elif earliest is None or deadline < earliest:
                 earliest = deadline
-        for future in expired:
-            del self._waiters[future]
+        for waiter in expired:
+            del self._waiters[waiter]
         if earliest is not None:
             self._arm(earliest)
-        for future in expired:  # last: an expiry callback may add waiters
-            self._expire_one(future)
+        for waiter in expired:  # last: an expiry callback may add waiters
+            self._expire_one(waiter)

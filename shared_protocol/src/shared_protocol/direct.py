@@ -90,13 +90,13 @@ _MESSAGE_END = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 def _message(frame: Frame) -> str | bytes | None:
     """The frame's message as recv() would return it; None for text that is not UTF-8 (the queue's
     recv() fails the connection for it)."""
-    data = frame.data
+    data = bytes(frame.data)  # no copy when it is bytes already (the protocol's usual form)
     if frame.opcode is Opcode.TEXT:
         try:
-            return bytes(data).decode() if type(data) is not bytes else data.decode()
+            return data.decode()
         except UnicodeDecodeError:
             return None
-    return data if type(data) is bytes else bytes(data)
+    return data
 
 
 class DirectServerConnection(_DirectDelivery, ServerConnection):

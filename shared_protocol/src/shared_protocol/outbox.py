@@ -11,7 +11,7 @@ the asyncio API) at once, in order, and the bytes are flushed once at the end of
 Waiting for the end of the turn costs a lone frame one event-loop iteration of latency. So a
 connection whose last turn sent a single frame (one request in flight: the common case at low load)
 writes the next turn's first frame at once; a connection whose last turn had company coalesces.
-bench/peers.py, six interleaved runs: conc-1 p50 -7 %, conc-16 req/s unchanged.
+bench/peers.py, six interleaved runs: conc-1 p50 median 0.955x, conc-16 CPU per request unchanged.
 
 Flow control is the library's: when the transport's write buffer is above its high-water mark (a
 slow reader), or the connection is not open, the frame takes `Connection.send`, which waits for
