@@ -212,3 +212,35 @@ def test_a_cancelled_request_frees_its_place_in_flight():
             assert (await client.request({"n": 3})).data["echo"] == {"n": 3}
 
     run(scenario())
+
+
+def test_two_clients_through_batch_frames_each_get_their_own_replies():
+    """Many requests of two clients in flight at once: the gateway's backend connection speaks
+    batch frames both ways (an inline backend answers a whole batch in one turn), and every reply
+    still reaches its own client under its own request id."""
+
+    async def scenario():
+        backend = ControlledBackend()
+        backend.run_inline = True
+        async with serving(backend) as backend_url:
+            await wait_ready(backend)
+            gateway = MainBackend(make_config({"eeg": (int(backend_url.rsplit(":", 1)[1]), {"inputs": ["eeg"]})}))
+            async with serving(gateway) as url:
+                await wait_for(lambda: gateway.clients["eeg"].ready)
+                (peer,) = backend._server._peers
+                async with await connect_ws(url) as first, await connect_ws(url) as second:
+                    for ws, name in ((first, "a"), (second, "b")):
+                        for n in range(60):
+                            await ws.send(json.dumps(relayed(f"{name}{n}", {"who": name, "n": n})))
+                    replies = {}
+                    for ws, name in ((first, "a"), (second, "b")):
+                        replies[name] = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(60)]
+                return peer.batch, replies
+
+    batch, replies = run(scenario())
+    assert batch  # the backend saw the gateway negotiate batch frames
+    for name, got in replies.items():
+        assert sorted(r["request_id"] for r in got) == sorted(f"{name}{n}" for n in range(60))
+        for reply in got:
+            assert reply["type"] == "inference_response"
+            assert reply["data"]["echo"] == {"who": name, "n": int(reply["request_id"][1:])}

@@ -30,6 +30,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from . import messages
+from .batches import BATCH_SUBPROTOCOL, is_batch, split_batch, takes_batches
 from .deadlines import Deadlines
 from .direct import DirectClientConnection
 from .errors import BadRequestError, ErrorCode
@@ -165,8 +166,11 @@ class BackendClient:
         open_timeout: float = 5.0,
         initial_backoff: float = 0.1,
         token: str | None = None,
+        batch_frames: bool = True,
     ) -> None:
         self.name = name
+        # Offer batch frames (shared_protocol.batches) to the backend; it may decline.
+        self.batch_frames = batch_frames
         self.url = url
         self._token = token  # presented to the backend at the handshake when set
         self.request_timeout = request_timeout
@@ -250,7 +254,7 @@ class BackendClient:
             refusal = Reply.failure(
                 ErrorCode.OVERLOADED, f"backend {self.name!r} has {self.max_in_flight} requests in flight"
             )
-        elif codec == messages.MSGPACK and connection.subprotocol != messages.BINARY_SUBPROTOCOL:
+        elif codec == messages.MSGPACK and connection.subprotocol not in messages.BINARY_SUBPROTOCOLS:
             refusal = Reply.failure(
                 ErrorCode.UNAVAILABLE, f"backend {self.name!r} does not speak {messages.BINARY_SUBPROTOCOL}"
             )
@@ -407,8 +411,9 @@ class BackendClient:
                     ping_interval=DEFAULT_PING_INTERVAL,
                     ping_timeout=DEFAULT_PING_TIMEOUT,
                     additional_headers={"Authorization": f"Bearer {self._token}"} if self._token else None,
-                    # Offered so binary requests can be relayed as they came; JSON works either way.
-                    subprotocols=[messages.BINARY_SUBPROTOCOL],
+                    # Offered so binary requests can be relayed as they came, and (batch frames)
+                    # the requests and replies of one loop turn share frames; JSON works either way.
+                    subprotocols=self._subprotocols(),
                     create_connection=DirectClientConnection,  # replies matched from data_received
                 )
             except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
@@ -428,6 +433,11 @@ class BackendClient:
                 self.status.reconnects += 1
             failures = 0
             await self._serve_connection(connection)
+
+    def _subprotocols(self) -> list[str]:
+        if self.batch_frames and takes_batches(self.max_message_size):
+            return [BATCH_SUBPROTOCOL, messages.BINARY_SUBPROTOCOL]
+        return [messages.BINARY_SUBPROTOCOL]
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
@@ -478,6 +488,18 @@ class BackendClient:
         return True
 
     def _on_frame(self, frame: str | bytes) -> None:
+        if is_batch(frame) and self._connection is not None and self._connection.subprotocol == BATCH_SUBPROTOCOL:
+            try:
+                replies = split_batch(frame)  # type: ignore[arg-type]
+            except BadRequestError as exc:
+                logger.warning("backend %s sent an unreadable batch frame: %s", self.name, exc)
+                return
+            for reply in replies:
+                self._on_reply(reply)
+            return
+        self._on_reply(frame)
+
+    def _on_reply(self, frame: str | bytes) -> None:
         try:
             reply = messages.parse_reply_envelope(frame)
         except BadRequestError as exc:

@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from .batches import BATCH_SUBPROTOCOL
 from .errors import BadRequestError, ErrorCode
 from .limits import MAX_NESTING
 
@@ -40,6 +41,8 @@ MAX_REQUEST_ID_LENGTH = 256
 # The binary form, negotiated per connection as a WebSocket subprotocol: the same messages as
 # MessagePack in binary frames (images as raw bytes, EEG as raw float32). JSON stays the default.
 BINARY_SUBPROTOCOL = "vigil.msgpack"
+# The subprotocols under which binary frames are MessagePack (batch frames: shared_protocol.batches).
+BINARY_SUBPROTOCOLS = frozenset({BINARY_SUBPROTOCOL, BATCH_SUBPROTOCOL})
 JSON = "json"
 MSGPACK = "msgpack"
 # 64-bit integers, signed or unsigned; anything wider is no value a model input needs.

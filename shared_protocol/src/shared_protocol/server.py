@@ -31,6 +31,7 @@ from websockets.http11 import Response
 
 from . import messages
 from .auth import TokenAuth
+from .batches import BATCH_SUBPROTOCOL, is_batch, split_batch, takes_batches
 from .direct import DirectServerConnection
 from .errors import ErrorCode, ProtocolError
 from .http_endpoints import Endpoint, http_response
@@ -89,7 +90,8 @@ class Peer:
     websocket: ServerConnection
     owner: str  # the namespace of its sessions: its token's identity, else this connection
     authenticated: bool
-    binary: bool = False  # negotiated messages.BINARY_SUBPROTOCOL: binary frames are MessagePack
+    binary: bool = False  # negotiated a binary subprotocol: binary frames are MessagePack
+    batch: bool = False  # negotiated batches.BATCH_SUBPROTOCOL: a binary frame may hold several messages
     in_flight: int = 0
     pending_bytes: int = 0
     tasks: set[asyncio.Task] = field(default_factory=set)
@@ -226,7 +228,8 @@ class ProtocolServer:
             websocket,
             owner=identity or f"conn-{uuid.uuid4().hex[:16]}",
             authenticated=identity is not None,
-            binary=websocket.subprotocol == messages.BINARY_SUBPROTOCOL,
+            binary=websocket.subprotocol in messages.BINARY_SUBPROTOCOLS,
+            batch=websocket.subprotocol == BATCH_SUBPROTOCOL,
         )
         self._peers.add(peer)
         if isinstance(websocket, DirectServerConnection):
@@ -248,9 +251,10 @@ class ProtocolServer:
     async def _on_frame(self, peer: Peer, frame: str | bytes) -> None:
         """A frame from the queue: an immediate reply is awaited, so a peer that does not read
         stops this loop, and with it the reading of its frames (the library's flow control)."""
-        immediate = self._dispatch(peer, frame)
-        if immediate is not None:
-            await send_reply(peer.websocket, *immediate)
+        for message in _messages_of(peer, frame):
+            immediate = message if type(message) is tuple else self._dispatch(peer, message)
+            if immediate is not None:
+                await send_reply(peer.websocket, *immediate)
 
     def _take_frame(self, peer: Peer, frame: str | bytes) -> bool:
         """A frame by direct delivery (shared_protocol.direct), from data_received: handled without
@@ -258,12 +262,13 @@ class ProtocolServer:
         outbox = outbox_for(peer.websocket)
         if not outbox.can_send_now():
             return False
-        immediate = self._dispatch(peer, frame)
-        if immediate is not None:
-            reply, codec = immediate
-            encoded = encode_reply(reply, codec)
-            if not outbox.send_nowait(encoded, text=codec != messages.MSGPACK):
-                self._track(peer, send_reply(peer.websocket, encoded, codec))
+        for message in _messages_of(peer, frame):
+            immediate = message if type(message) is tuple else self._dispatch(peer, message)
+            if immediate is not None:
+                reply, codec = immediate
+                encoded = encode_reply(reply, codec)
+                if not outbox.send_nowait(encoded, text=codec != messages.MSGPACK):
+                    self._track(peer, send_reply(peer.websocket, encoded, codec))
         return True
 
     def _dispatch(self, peer: Peer, frame: str | bytes) -> tuple[dict[str, Any], str] | None:
@@ -444,8 +449,22 @@ async def send_reply(websocket, reply: dict[str, Any] | bytes, codec: str = mess
         logger.debug("peer gone before a reply could be sent")
 
 
+def _messages_of(peer: Peer, frame: str | bytes) -> list[str | bytes] | tuple[tuple[dict[str, Any], str]]:
+    """The messages a frame carries: itself, or a batch frame's (shared_protocol.batches); a batch
+    that breaks the rules is one error reply, (reply, codec), instead."""
+    if not (peer.batch and is_batch(frame)):
+        return [frame]
+    try:
+        return split_batch(frame)  # type: ignore[arg-type]
+    except ProtocolError as exc:
+        return ((messages.error_message(None, exc.code, exc.message), messages.MSGPACK),)
+
+
 def _select_subprotocol(connection: ServerConnection, offered) -> str | None:
-    """The binary form when the client offers it; otherwise no subprotocol (JSON, the seed's)."""
+    """Batch frames, else the binary form, when the client offers it; otherwise no subprotocol
+    (JSON, the seed's). Batch frames only when this server takes frames of a batch's size."""
+    if BATCH_SUBPROTOCOL in offered and takes_batches(connection.protocol.max_message_size):
+        return BATCH_SUBPROTOCOL
     return messages.BINARY_SUBPROTOCOL if messages.BINARY_SUBPROTOCOL in offered else None
 
 
