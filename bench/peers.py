@@ -9,6 +9,7 @@ still take CPU from the next on a small machine):
          upstream writes. What two hops of Python websockets cost here before any protocol work.
   vigil  client -> main backend (services/main_backend/main.py) -> no-op test backend
          (tests/support/controlled_backend.py, op "echo"): two hops, gateway and backend each a process
+  vigil-nb  vigil with batch frames off (`batch_frames: false`): what batch frames change, same run
   before the same two processes from a git worktree of --before REF (an earlier commit)
   ray    Ray Serve 2.60: FastAPI WebSocket ingress deployment -> no-op deployment (bench/peer_ray.py),
          when --ray-python (default .venv-ray/bin/python) exists and imports ray; benchmark-only
@@ -298,7 +299,7 @@ def relay_peer(coalesce: bool) -> Iterator[tuple[str, dict[str, int]]]:
 
 @contextlib.contextmanager
 def vigil_peer(
-    log_level: str, log_path: Path, root: Path = REPO
+    log_level: str, log_path: Path, root: Path = REPO, batch_frames: bool = True
 ) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
     """MainBackend + backend of the tree at `root` (this checkout, or a worktree of an earlier
     commit for the `before` peer); their logs (both) go to `log_path`, as a container's go to its log file."""
@@ -309,6 +310,7 @@ def vigil_peer(
         cfg.write_text(
             f"main_backend:\n  host: 127.0.0.1\n  port: {gateway_port}\n"
             f"model_backends:\n  bench:\n    host: 127.0.0.1\n    port: {backend_port}\n    required: true\n"
+            + ("" if batch_frames else "    batch_frames: false\n")
         )
         # The backend with its defaults (one model worker, queue 64): what a model backend ships with.
         backend = spawn(
@@ -522,6 +524,14 @@ def ratio_lines(cells: list[Cell], concs: list[int]) -> list[str]:
         out.append(f"two-hop floor ({relay_lo.peer}) conc {lo} p50 / floor = {relay_lo.p50 / f_lo.p50:6.2f}x")
         if v_lo:
             out.append(f"vigil conc {lo} p50 / two-hop floor   = {v_lo.p50 / relay_lo.p50:6.2f}x")
+    nb_hi, nb_lo = get("vigil-nb", hi), get("vigil-nb", lo)
+    if v_hi and nb_hi:
+        out.append(
+            f"batch frames on / off at conc {hi}: req/s {v_hi.rps / nb_hi.rps:.2f}x, server CPU per request "
+            f"{server_cpu(v_hi):.3f} vs {server_cpu(nb_hi):.3f} ms"
+        )
+    if v_lo and nb_lo:
+        out.append(f"batch frames on / off at conc {lo}: p50 {v_lo.p50:.3f} vs {nb_lo.p50:.3f} ms")
     b_hi, b_lo = get("before", hi), get("before", lo)
     if v_hi and b_hi:
         cores = os.cpu_count() or 1
@@ -547,7 +557,7 @@ def main() -> int:
         "--peers",
         nargs="+",
         default=["floor", "relay", "vigil", "ray"],
-        choices=["floor", "relay", "relay-c", "vigil", "before", "ray"],
+        choices=["floor", "relay", "relay-c", "vigil", "vigil-nb", "before", "ray"],
     )
     parser.add_argument(
         "--before", default=None, metavar="REF", help="peer `before`: vigil at this git commit (a worktree), same load"
@@ -598,6 +608,11 @@ def main() -> int:
                         f"profiled cell (vigil conc {profiled.conc} under py-spy, not in the table): "
                         f"p50 {profiled.p50:.3f} ms, {profiled.rps:.0f} req/s"
                     )
+        elif peer == "vigil-nb":
+            log_path = Path(tempfile.gettempdir()) / f"vigil-peers-vigil-nb-{os.getpid()}.log"
+            with vigil_peer(args.log_level, log_path, batch_frames=False) as (url, gateway, backend):
+                pids = {"gateway": gateway.pid, "backend": backend.pid}
+                cells += [measure(peer, url, "bench", "inference_response", n, pids, args) for n in concs]
         elif peer == "before":
             if args.before is None:
                 raise SystemExit("peer 'before' needs --before REF (e.g. --before HEAD~5)")

@@ -214,17 +214,20 @@ def test_a_cancelled_request_frees_its_place_in_flight():
     run(scenario())
 
 
-def test_two_clients_through_batch_frames_each_get_their_own_replies():
+@pytest.mark.parametrize("batch_frames", [True, False])
+def test_two_clients_through_batch_frames_each_get_their_own_replies(batch_frames):
     """Many requests of two clients in flight at once: the gateway's backend connection speaks
-    batch frames both ways (an inline backend answers a whole batch in one turn), and every reply
-    still reaches its own client under its own request id."""
+    batch frames both ways (an inline backend answers a whole batch in one turn) unless the
+    backend's `batch_frames` setting is off, and every reply still reaches its own client under its
+    own request id."""
 
     async def scenario():
         backend = ControlledBackend()
         backend.run_inline = True
         async with serving(backend) as backend_url:
             await wait_ready(backend)
-            gateway = MainBackend(make_config({"eeg": (int(backend_url.rsplit(":", 1)[1]), {"inputs": ["eeg"]})}))
+            port = int(backend_url.rsplit(":", 1)[1])
+            gateway = MainBackend(make_config({"eeg": (port, {"inputs": ["eeg"], "batch_frames": batch_frames})}))
             async with serving(gateway) as url:
                 await wait_for(lambda: gateway.clients["eeg"].ready)
                 (peer,) = backend._server._peers
@@ -238,7 +241,7 @@ def test_two_clients_through_batch_frames_each_get_their_own_replies():
                 return peer.batch, replies
 
     batch, replies = run(scenario())
-    assert batch  # the backend saw the gateway negotiate batch frames
+    assert batch is batch_frames  # what the backend saw the gateway negotiate
     for name, got in replies.items():
         assert sorted(r["request_id"] for r in got) == sorted(f"{name}{n}" for n in range(60))
         for reply in got:

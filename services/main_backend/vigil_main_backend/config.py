@@ -55,6 +55,10 @@ class BackendConfig(BaseModel):
     max_in_flight: int = Field(
         default=DEFAULT_BACKEND_MAX_IN_FLIGHT_PER_CONNECTION, ge=1, description="requests in flight per replica"
     )
+    batch_frames: bool = Field(
+        default=True,
+        description="offer batch frames (vigil.msgpack.batch) on the connection to each replica; it may decline",
+    )
     # Replicas (vigil_main_backend.replicas): every address `host` resolves to is one replica, unless
     # `endpoints` lists them ("host" or "host:port", port defaulting to `port`).
     endpoints: list[str] = Field(default_factory=list, description="explicit replicas; env: comma-separated")

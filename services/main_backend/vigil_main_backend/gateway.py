@@ -92,6 +92,7 @@ class MainBackend:
                 max_reconnect_attempts=cfg.max_reconnect_attempts,
                 health_interval=main.health_interval,
                 max_in_flight=cfg.max_in_flight,
+                batch_frames=cfg.batch_frames,
                 max_message_size=main.max_message_size,
                 token=self.backend_token,
             )
@@ -152,6 +153,7 @@ class MainBackend:
             if refresher is not None:
                 refresher.cancel()
             await self._shutdown()
+            self.metrics.flush()  # multiprocess mode: the last tallies reach this worker's files
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
