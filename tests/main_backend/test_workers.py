@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from support.net import REPO, BackendProcess, connect_ws, free_port, http_get, rpc, wait_http
 from vigil_main_backend.config import Config
-from vigil_main_backend.metrics import ReplicaMirror
+from vigil_main_backend.metrics import REFRESH_INTERVAL, ReplicaMirror
 from vigil_main_backend.workers import budget_warning, per_worker_config
 
 MAIN_DIR = REPO / "services" / "main_backend"
@@ -352,6 +352,9 @@ def test_hostile_input_on_one_worker_never_affects_the_other(gateway):
 def test_killed_worker_is_restarted_and_serves(gateway):
     pids = gateway.worker_pids()
     assert len(pids) == 2
+    # Each worker flushes its tallies into the shared files every REFRESH_INTERVAL: after two of
+    # them without traffic, every count is in the files, where a killed worker's stay.
+    time.sleep(2 * REFRESH_INTERVAL + 0.5)
     counted = metric(scrape(gateway.port), "vigil_client_messages_total", type="health_check")
     assert counted > 0
     victim = min(pids)

@@ -401,11 +401,11 @@ class MainBackend:
             on_reply(refusal)
             return
         client = self.clients[name]
-        if not client.connected:
-            client.wake()  # try to reconnect now rather than at the next tick
 
         def answered(reply: Reply) -> None:
-            try:
+            try:  # the reply first (it may be a client's, written at once), then the bookkeeping
+                on_reply(reply)
+            finally:
                 self.metrics.observe_reply(name, reply)
                 if logger.isEnabledFor(logging.DEBUG):
                     # The mapping from the client's id to the id on the backend connection: a
@@ -422,8 +422,6 @@ class MainBackend:
                             code=reply.code or "ok",
                         ),
                     )
-            finally:
-                on_reply(reply)
 
         # Replicas route a session by a key no other client can produce.
         session_key = None if session_id is None else f"{peer.owner}/{session_id}"

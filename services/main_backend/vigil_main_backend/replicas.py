@@ -353,6 +353,7 @@ class ReplicaPool:
         kwargs go to the replica's client untouched."""
         candidates = self._candidates()
         if not candidates:
+            self.wake()  # a request arrived: retry the connections now rather than at the next tick
             status = self.status
             reason = status.last_error or status.state
             on_reply(Reply.failure(ErrorCode.UNAVAILABLE, f"backend {self.name!r} is not connected ({reason})"))
