@@ -50,3 +50,19 @@ def test_each_client_gets_exactly_its_own_frames_back(coalesce):
             if proc is not None:
                 proc.terminate()
                 proc.wait(10)
+
+
+def test_the_in_process_relay_bench_runs_and_checks_every_reply():
+    """bench/relay_inprocess.py: each configuration answers every request (it raises on any other
+    reply) and prints a figure per row."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "relay_inprocess.py"), "--concurrency", "2", "--requests", "30", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.split()[:1] in (["on"], ["off"])]
+    assert [row[0] for row in rows] == ["on", "off", "on", "off"]
+    assert all(float(value) > 0 for row in rows for value in row[1:])
+    assert "metrics per request" in proc.stdout
