@@ -34,6 +34,21 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
+class CounterTally:
+    """One counter child's increments since the last flush, as a plain number."""
+
+    __slots__ = ("_child", "count")
+
+    def __init__(self, child: Counter) -> None:
+        self._child = child
+        self.count = 0
+
+    def flush(self) -> None:
+        if self.count:
+            self._child.inc(self.count)
+            self.count = 0
+
+
 class HistogramTally:
     """One histogram child's observations since the last flush, as plain numbers (see the module
     doc). `flush` adds them to the child's bucket and sum values: prometheus_client 0.26's
@@ -72,9 +87,10 @@ class MainBackendMetrics:
         self.multiprocess_dir = os.environ.get(MULTIPROC_DIR_ENV) if worker is not None else None
         self.worker = worker
         # Tallies since the last flush: per backend (requests, latency, queue, compute, batch size),
-        # and client messages per type.
+        # and client messages per type; `_all_tallies` holds every one of them, for `flush`.
         self._tallies: dict[str, tuple] = {}
-        self._message_counts: dict[str, int] = {}
+        self._message_tallies: dict[str, CounterTally] = {}
+        self._all_tallies: list[CounterTally | HistogramTally] = []
         self.registry = CollectorRegistry()
         self.client_messages = Counter(
             "vigil_client_messages", "Messages received from clients, by type", ["type"], registry=self.registry
@@ -140,21 +156,25 @@ class MainBackendMetrics:
 
     def count_client_message(self, message_type: str) -> None:
         """One client message of a known type (the codec refuses unknown ones before this)."""
-        counts = self._message_counts
-        counts[message_type] = counts.get(message_type, 0) + 1
+        tally = self._message_tallies.get(message_type)
+        if tally is None:
+            tally = self._message_tallies[message_type] = CounterTally(self.client_messages.labels(message_type))
+            self._all_tallies.append(tally)
+        tally.count += 1
 
     def observe_reply(self, backend: str, reply) -> None:
         tallies = self._tallies.get(backend)
         if tallies is None:
             tallies = self._tallies[backend] = (
-                [0],  # requests
+                CounterTally(self.requests.labels(backend)),
                 HistogramTally(self.latency.labels(backend), _LATENCY_BUCKETS),
                 HistogramTally(self.queue_time.labels(backend), _LATENCY_BUCKETS),
                 HistogramTally(self.compute_time.labels(backend), _LATENCY_BUCKETS),
                 HistogramTally(self.batch_size.labels(backend), _BATCH_BUCKETS),
             )
+            self._all_tallies.extend(tallies)
         requests, latency, queue_time, compute_time, batch_size = tallies
-        requests[0] += 1
+        requests.count += 1
         latency.observe(reply.latency_s)
         if not reply.ok:  # rare: counted at once
             self.errors.labels(backend, reply.code or "internal").inc()
@@ -171,15 +191,8 @@ class MainBackendMetrics:
 
     def flush(self) -> None:
         """Move the tallies into the prometheus_client metrics (see the module doc)."""
-        counts, self._message_counts = self._message_counts, {}
-        for message_type, count in counts.items():
-            self.client_messages.labels(message_type).inc(count)
-        for backend, (requests, *histograms) in self._tallies.items():
-            if requests[0]:
-                self.requests.labels(backend).inc(requests[0])
-                requests[0] = 0
-            for tally in histograms:
-                tally.flush()
+        for tally in self._all_tallies:
+            tally.flush()
 
     def refresh(self, pools: Mapping[str, Any]) -> None:
         """The tallies flushed and the gauges read from this process's backend pools (at scrape

@@ -20,7 +20,7 @@ import asyncio
 import http
 import logging
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -251,10 +251,8 @@ class ProtocolServer:
     async def _on_frame(self, peer: Peer, frame: str | bytes) -> None:
         """A frame from the queue: an immediate reply is awaited, so a peer that does not read
         stops this loop, and with it the reading of its frames (the library's flow control)."""
-        for message in _messages_of(peer, frame):
-            immediate = message if type(message) is tuple else self._dispatch(peer, message)
-            if immediate is not None:
-                await send_reply(peer.websocket, *immediate)
+        for immediate in self._immediate_replies(peer, frame):
+            await send_reply(peer.websocket, *immediate)
 
     def _take_frame(self, peer: Peer, frame: str | bytes) -> bool:
         """A frame by direct delivery (shared_protocol.direct), from data_received: handled without
@@ -262,14 +260,28 @@ class ProtocolServer:
         outbox = outbox_for(peer.websocket)
         if not outbox.can_send_now():
             return False
-        for message in _messages_of(peer, frame):
-            immediate = message if type(message) is tuple else self._dispatch(peer, message)
-            if immediate is not None:
-                reply, codec = immediate
-                encoded = encode_reply(reply, codec)
-                if not outbox.send_nowait(encoded, text=codec != messages.MSGPACK):
-                    self._track(peer, send_reply(peer.websocket, encoded, codec))
+        for reply, codec in self._immediate_replies(peer, frame):
+            encoded = encode_reply(reply, codec)
+            if not outbox.send_nowait(encoded, text=codec != messages.MSGPACK):
+                self._track(peer, send_reply(peer.websocket, encoded, codec))
         return True
+
+    def _immediate_replies(self, peer: Peer, frame: str | bytes) -> Iterator[tuple[dict[str, Any], str]]:
+        """Dispatch the frame's messages, one by one as the caller iterates (a batch frame's too,
+        shared_protocol.batches), yielding each immediate reply with its codec; a batch that
+        breaks the rules is one error reply and nothing of it is dispatched."""
+        if peer.batch and is_batch(frame):
+            try:
+                batch = split_batch(frame)  # type: ignore[arg-type]
+            except ProtocolError as exc:
+                yield messages.error_message(None, exc.code, exc.message), messages.MSGPACK
+                return
+        else:
+            batch = (frame,)
+        for message in batch:
+            immediate = self._dispatch(peer, message)
+            if immediate is not None:
+                yield immediate
 
     def _dispatch(self, peer: Peer, frame: str | bytes) -> tuple[dict[str, Any], str] | None:
         """Admit a frame and start its answer; returns the immediate reply (error, refusal or pong)
@@ -447,17 +459,6 @@ async def send_reply(websocket, reply: dict[str, Any] | bytes, codec: str = mess
         await outbox_for(websocket).send(encode_reply(reply, codec), text=codec != messages.MSGPACK)
     except websockets.ConnectionClosed:
         logger.debug("peer gone before a reply could be sent")
-
-
-def _messages_of(peer: Peer, frame: str | bytes) -> list[str | bytes] | tuple[tuple[dict[str, Any], str]]:
-    """The messages a frame carries: itself, or a batch frame's (shared_protocol.batches); a batch
-    that breaks the rules is one error reply, (reply, codec), instead."""
-    if not (peer.batch and is_batch(frame)):
-        return [frame]
-    try:
-        return split_batch(frame)  # type: ignore[arg-type]
-    except ProtocolError as exc:
-        return ((messages.error_message(None, exc.code, exc.message), messages.MSGPACK),)
 
 
 def _select_subprotocol(connection: ServerConnection, offered) -> str | None:
