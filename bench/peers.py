@@ -10,16 +10,22 @@ still take CPU from the next on a small machine):
   vigil  client -> main backend (services/main_backend/main.py) -> no-op test backend
          (tests/support/controlled_backend.py, op "echo"): two hops, gateway and backend each a process
   vigil-nb  vigil with batch frames off (`batch_frames: false`): what batch frames change, same run
+  vigil-w  vigil with --gateway-workers N gateway processes (`workers: N`, default 2; named vigil-wN
+         in the table): the multi-process gateway, for machines with cores to spare
   before the same two processes from a git worktree of --before REF (an earlier commit)
   ray    Ray Serve 2.60: FastAPI WebSocket ingress deployment -> no-op deployment (bench/peer_ray.py),
          when --ray-python (default .venv-ray/bin/python) exists and imports ray; benchmark-only
 
-Load: asyncio `websockets` clients in this process, a 1 KB payload, one request in flight per
-connection, every connection warmed up first, then each cell runs --seconds (or --requests per
-connection). Prints p50/p99 (ms) and req/s per cell and the ratios issue 14 sets goals for.
+Load: asyncio `websockets` clients in this process (or split over --load-procs processes, so that
+on a machine with many cores the load generator is not what caps a peer), a 1 KB payload, one
+request in flight per connection, every connection warmed up first, then each cell runs --seconds
+(or --requests per connection). Prints p50/p99 (ms) and req/s per cell and the ratios issue 14 sets
+goals for.
 
   python bench/peers.py [--seconds 4] [--concurrency 1 16] [--peers floor relay vigil ray]
   python bench/peers.py --peers floor vigil before --before 344fb61   # before/after in one run
+  python bench/peers.py --peers floor relay-c vigil --rounds 5   # medians of 5 rounds, order rotated
+  python bench/peers.py --peers floor vigil vigil-w --gateway-workers 4 --load-procs 4   # many cores
   python bench/peers.py --profile /tmp/prof   # also py-spy the vigil processes at the top concurrency
 
 --profile DIR records the gateway and the backend with py-spy (dev venv: pip install py-spy) during
@@ -33,6 +39,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -134,9 +141,11 @@ async def run_cell(
     payload: int,
     warmup: int,
     procs: dict[str, int],
+    start_barrier=None,
 ) -> tuple[list[float], float, int, dict[str, float]]:
     """Latencies (s) of every measured request, wall time of the measured part, replies not `expect`,
-    CPU seconds each process used in the measured part."""
+    CPU seconds each process used in the measured part. With `start_barrier` (a multiprocessing
+    Barrier) the measured part starts when every load process has warmed up its connections."""
     prefix, suffix = request_frame(payload, model)
     latencies: list[list[float]] = [[] for _ in range(conc)]
     errors = 0
@@ -158,6 +167,9 @@ async def run_cell(
                 await one(b"w%d-%d" % (index, i))
             ready += 1
             if ready == conc:
+                if start_barrier is not None:
+                    # Blocks this loop, whose connections are all idle now: nothing is in flight.
+                    start_barrier.wait()
                 cpu_at.append(cpu_seconds(procs))
                 start_at.append(time.perf_counter())
                 all_ready.set()
@@ -187,12 +199,58 @@ def percentile(ordered: list[float], q: float) -> float:
 def measure(
     peer: str, url: str, model: str | None, expect: str, conc: int, procs: dict[str, int], args: argparse.Namespace
 ) -> Cell:
-    lat, elapsed, errors, cpu = run_on_loop(
-        run_cell(url, model, expect, conc, args.seconds, args.requests, args.payload, args.warmup, procs)
-    )
+    cell_args = (url, model, expect, conc, args.seconds, args.requests, args.payload, args.warmup)
+    load_procs = min(args.load_procs, conc)
+    if load_procs == 1:
+        lat, elapsed, errors, cpu = run_on_loop(run_cell(*cell_args, procs))
+    else:
+        lat, elapsed, errors, cpu = run_in_load_procs(cell_args, procs, load_procs)
     ms = sorted(v * 1000 for v in lat)
     per_request = {name: 1000 * seconds / len(ms) for name, seconds in cpu.items()}
     return Cell(peer, conc, percentile(ms, 50), percentile(ms, 99), len(ms) / elapsed, len(ms), errors, per_request)
+
+
+def _load_proc(cell_args: tuple, share: int, barrier, results) -> None:
+    """One load process: `share` of the cell's connections; its own CPU only (as "client")."""
+    url, model, expect, _, seconds, requests, payload, warmup = cell_args
+    try:
+        results.put(run_on_loop(run_cell(url, model, expect, share, seconds, requests, payload, warmup, {}, barrier)))
+    except BaseException as exc:
+        barrier.abort()  # the others (and the parent) stop waiting for this one
+        results.put(exc)
+
+
+def run_in_load_procs(
+    cell_args: tuple, procs: dict[str, int], load_procs: int
+) -> tuple[list[float], float, int, dict[str, float]]:
+    """run_cell with its connections split over `load_procs` forked processes, started together:
+    the peer's CPU is read here around the measured part, the load processes' CPU ("client")
+    is what each used in it, summed."""
+    conc = cell_args[3]
+    shares = [conc // load_procs + (1 if i < conc % load_procs else 0) for i in range(load_procs)]
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(load_procs + 1)
+    results = ctx.Queue()
+    children = [ctx.Process(target=_load_proc, args=(cell_args, n, barrier, results)) for n in shares]
+    for child in children:
+        child.start()
+    try:
+        barrier.wait(timeout=120)
+        cpu_start = cpu_seconds(procs)
+        outcomes = [results.get(timeout=cell_args[4] * 4 + 600) for _ in children]
+        cpu_end = cpu_seconds(procs)
+    finally:
+        for child in children:
+            child.join(timeout=30)
+            if child.is_alive():
+                child.kill()
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    if failed:
+        raise RuntimeError(f"a load process failed: {failed[0]!r}")
+    cpu = {name: cpu_end[name] - cpu_start[name] for name in procs}
+    cpu["client"] = sum(o[3]["client"] for o in outcomes)
+    latencies = [v for o in outcomes for v in o[0]]
+    return latencies, max(o[1] for o in outcomes), sum(o[2] for o in outcomes), cpu
 
 
 def run_on_loop(coro):
@@ -299,7 +357,7 @@ def relay_peer(coalesce: bool) -> Iterator[tuple[str, dict[str, int]]]:
 
 @contextlib.contextmanager
 def vigil_peer(
-    log_level: str, log_path: Path, root: Path = REPO, batch_frames: bool = True
+    log_level: str, log_path: Path, root: Path = REPO, batch_frames: bool = True, workers: int = 1
 ) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
     """MainBackend + backend of the tree at `root` (this checkout, or a worktree of an earlier
     commit for the `before` peer); their logs (both) go to `log_path`, as a container's go to its log file."""
@@ -308,7 +366,7 @@ def vigil_peer(
     with tempfile.TemporaryDirectory() as tmp, log_path.open("ab") as log:
         cfg = Path(tmp) / "models.yaml"
         cfg.write_text(
-            f"main_backend:\n  host: 127.0.0.1\n  port: {gateway_port}\n"
+            f"main_backend:\n  host: 127.0.0.1\n  port: {gateway_port}\n  workers: {workers}\n"
             f"model_backends:\n  bench:\n    host: 127.0.0.1\n    port: {backend_port}\n    required: true\n"
             + ("" if batch_frames else "    batch_frames: false\n")
         )
@@ -452,11 +510,52 @@ def load_average() -> str:
 
 def print_table(cells: list[Cell]) -> None:
     print(
-        f"{'peer':<6} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'requests':>9} {'errors':>6}  cpu ms/request"
+        f"{'peer':<8} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'requests':>9} {'errors':>6}  cpu ms/request"
     )
     for c in cells:
         cpu = ", ".join(f"{name} {ms:.3f}" for name, ms in c.cpu_ms.items())
-        print(f"{c.peer:<6} {c.conc:>4} {c.p50:>8.3f} {c.p99:>8.3f} {c.rps:>8.0f} {c.count:>9} {c.errors:>6}  {cpu}")
+        print(f"{c.peer:<8} {c.conc:>4} {c.p50:>8.3f} {c.p99:>8.3f} {c.rps:>8.0f} {c.count:>9} {c.errors:>6}  {cpu}")
+
+
+def median_cells(rounds: list[list[Cell]]) -> list[Cell]:
+    """Per (peer, concurrency), the median of each column over the rounds (requests and errors summed)."""
+    from statistics import median
+
+    groups: dict[tuple[str, int], list[Cell]] = {}
+    for round_cells in rounds:
+        for c in round_cells:
+            groups.setdefault((c.peer, c.conc), []).append(c)
+    return [
+        Cell(
+            peer,
+            conc,
+            median(c.p50 for c in group),
+            median(c.p99 for c in group),
+            median(c.rps for c in group),
+            sum(c.count for c in group),
+            sum(c.errors for c in group),
+            {name: median(c.cpu_ms[name] for c in group) for name in group[0].cpu_ms},
+        )
+        for (peer, conc), group in groups.items()
+    ]
+
+
+def goal_ratios_per_round(rounds: list[list[Cell]], concs: list[int]) -> list[str]:
+    """The two floor goals' ratios round by round: how far one round's figure can be trusted."""
+    lo, hi = min(concs), max(concs)
+    rps, p50 = [], []
+    for round_cells in rounds:
+        by = {(c.peer, c.conc): c for c in round_cells}
+        if ("vigil", hi) in by and ("floor", hi) in by:
+            rps.append(by["vigil", hi].rps / by["floor", hi].rps)
+        if ("vigil", lo) in by and ("floor", lo) in by:
+            p50.append(by["vigil", lo].p50 / by["floor", lo].p50)
+    out = []
+    if rps:
+        out.append(f"vigil conc {hi} req/s / floor, round by round: " + ", ".join(f"{x:.3f}" for x in rps))
+    if p50:
+        out.append(f"vigil conc {lo} p50 / floor, round by round:   " + ", ".join(f"{x:.2f}x" for x in p50))
+    return out
 
 
 def server_cpu(cell: Cell) -> float:
@@ -524,6 +623,14 @@ def ratio_lines(cells: list[Cell], concs: list[int]) -> list[str]:
         out.append(f"two-hop floor ({relay_lo.peer}) conc {lo} p50 / floor = {relay_lo.p50 / f_lo.p50:6.2f}x")
         if v_lo:
             out.append(f"vigil conc {lo} p50 / two-hop floor   = {v_lo.p50 / relay_lo.p50:6.2f}x")
+    for w_hi in (c for c in cells if c.peer.startswith("vigil-w") and c.conc == hi):
+        if f_hi:
+            out.append(
+                f"{w_hi.peer} conc {hi} req/s / floor = {w_hi.rps / f_hi.rps:6.3f}   (the multi-process gateway; "
+                f"goal >= {GOAL_THROUGHPUT_VS_FLOOR} is set for vigil)"
+            )
+        if v_hi:
+            out.append(f"{w_hi.peer} / vigil at conc {hi}: req/s {w_hi.rps / v_hi.rps:.2f}x")
     nb_hi, nb_lo = get("vigil-nb", hi), get("vigil-nb", lo)
     if v_hi and nb_hi:
         out.append(
@@ -548,45 +655,12 @@ def ratio_lines(cells: list[Cell], concs: list[int]) -> list[str]:
     return out
 
 
-# ---- main -------------------------------------------------------------------------------------
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--peers",
-        nargs="+",
-        default=["floor", "relay", "vigil", "ray"],
-        choices=["floor", "relay", "relay-c", "vigil", "vigil-nb", "before", "ray"],
-    )
-    parser.add_argument(
-        "--before", default=None, metavar="REF", help="peer `before`: vigil at this git commit (a worktree), same load"
-    )
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--seconds", type=float, default=4.0, help="measured time per cell (default 4)")
-    parser.add_argument("--requests", type=int, default=None, help="requests per connection instead of --seconds")
-    parser.add_argument("--warmup", type=int, default=100, help="requests per connection before measuring")
-    parser.add_argument("--payload", type=int, default=1024, help="bytes of payload in `data` (default 1024)")
-    parser.add_argument("--ray-python", type=Path, default=REPO / ".venv-ray" / "bin" / "python")
-    parser.add_argument("--log-level", default="WARNING", help="vigil processes' log level (default WARNING)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the cells and ratios here (JSON)")
-    parser.add_argument("--profile", type=Path, default=None, help="py-spy the vigil processes into this folder")
-    parser.add_argument("--profile-seconds", type=float, default=10.0)
-    parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
-    parser.add_argument("--profile-native", action="store_true", help="py-spy --native (pauses the target per sample)")
-    args = parser.parse_args()
-    concs = sorted(set(args.concurrency))
-    ray_python = args.ray_python if args.ray_python.is_absolute() else REPO / args.ray_python
-
-    print(f"load average before: {load_average()}  (cores: {os.cpu_count()})")
-    print(
-        f"payload {args.payload} B, one request in flight per connection, "
-        + (f"{args.requests} requests/connection" if args.requests else f"{args.seconds:g} s")
-        + " per cell"
-    )
+def run_peers(
+    order: list[str], concs: list[int], args: argparse.Namespace, ray_python: Path, notes: list[str], profile: bool
+) -> list[Cell]:
+    """One round: every peer's cells, the peers one after the other in `order`."""
     cells: list[Cell] = []
-    notes: list[str] = []
-    for peer in args.peers:
+    for peer in order:
         if peer == "floor":
             with floor_peer() as (url, procs):
                 cells += [measure("floor", url, None, "inference_request", n, procs, args) for n in concs]
@@ -599,7 +673,7 @@ def main() -> int:
             with vigil_peer(args.log_level, log_path) as (url, gateway, backend):
                 pids = {"gateway": gateway.pid, "backend": backend.pid}
                 cells += [measure("vigil", url, "bench", "inference_response", n, pids, args) for n in concs]
-                if args.profile is not None:
+                if profile and args.profile is not None:
                     args.profile.mkdir(parents=True, exist_ok=True)
                     prof_args = argparse.Namespace(**{**vars(args), "seconds": args.profile_seconds, "requests": None})
                     with py_spy(pids, args.profile, args.profile_rate, args.profile_native):
@@ -613,6 +687,14 @@ def main() -> int:
             with vigil_peer(args.log_level, log_path, batch_frames=False) as (url, gateway, backend):
                 pids = {"gateway": gateway.pid, "backend": backend.pid}
                 cells += [measure(peer, url, "bench", "inference_response", n, pids, args) for n in concs]
+        elif peer == "vigil-w":
+            name = f"vigil-w{args.gateway_workers}"
+            log_path = Path(tempfile.gettempdir()) / f"vigil-peers-{name}-{os.getpid()}.log"
+            notes.append(f"{name}: {args.gateway_workers} gateway processes (workers), logs in {log_path}")
+            with vigil_peer(args.log_level, log_path, workers=args.gateway_workers) as (url, gateway, backend):
+                # The gateway's CPU is its supervisor's and every worker's (cpu_seconds walks the tree).
+                pids = {"gateway": gateway.pid, "backend": backend.pid}
+                cells += [measure(name, url, "bench", "inference_response", n, pids, args) for n in concs]
         elif peer == "before":
             if args.before is None:
                 raise SystemExit("peer 'before' needs --before REF (e.g. --before HEAD~5)")
@@ -630,10 +712,80 @@ def main() -> int:
             with ray_peer(ray_python) as (url, procs):
                 notes.append(f"ray: started in {time.monotonic() - started:.0f} s (its log: {ray_log_name()})")
                 cells += [measure("ray", url, None, "inference_response", n, procs, args) for n in concs]
+    return cells
+
+
+# ---- main -------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--peers",
+        nargs="+",
+        default=["floor", "relay", "vigil", "ray"],
+        choices=["floor", "relay", "relay-c", "vigil", "vigil-nb", "vigil-w", "before", "ray"],
+    )
+    parser.add_argument(
+        "--gateway-workers", type=int, default=2, metavar="N", help="peer vigil-w: gateway processes (default 2)"
+    )
+    parser.add_argument(
+        "--load-procs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="load generator processes sharing each cell's connections (default 1; use 2+ on many cores)",
+    )
+    parser.add_argument(
+        "--before", default=None, metavar="REF", help="peer `before`: vigil at this git commit (a worktree), same load"
+    )
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run every peer this many times, rotating the order; report medians"
+    )
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured time per cell (default 4)")
+    parser.add_argument("--requests", type=int, default=None, help="requests per connection instead of --seconds")
+    parser.add_argument("--warmup", type=int, default=100, help="requests per connection before measuring")
+    parser.add_argument("--payload", type=int, default=1024, help="bytes of payload in `data` (default 1024)")
+    parser.add_argument("--ray-python", type=Path, default=REPO / ".venv-ray" / "bin" / "python")
+    parser.add_argument("--log-level", default="WARNING", help="vigil processes' log level (default WARNING)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the cells and ratios here (JSON)")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the vigil processes into this folder")
+    parser.add_argument("--profile-seconds", type=float, default=10.0)
+    parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--profile-native", action="store_true", help="py-spy --native (pauses the target per sample)")
+    args = parser.parse_args()
+    if args.gateway_workers < 1 or args.load_procs < 1 or args.rounds < 1:
+        parser.error("--gateway-workers, --load-procs and --rounds take 1 or more")
+    concs = sorted(set(args.concurrency))
+    ray_python = args.ray_python if args.ray_python.is_absolute() else REPO / args.ray_python
+
+    print(f"load average before: {load_average()}  (cores: {os.cpu_count()})")
+    print(
+        f"payload {args.payload} B, one request in flight per connection, "
+        + (f"{args.requests} requests/connection" if args.requests else f"{args.seconds:g} s")
+        + " per cell"
+        + (f", load generator split over {args.load_procs} processes" if args.load_procs > 1 else "")
+    )
+    rounds: list[list[Cell]] = []
+    notes: list[str] = []
+    for index in range(args.rounds):
+        # Each round starts one peer later: drift in the machine's load hits every peer alike.
+        shift = index % len(args.peers)
+        order = args.peers[shift:] + args.peers[:shift]
+        rounds.append(run_peers(order, concs, args, ray_python, notes, profile=index == 0))
+    notes = list(dict.fromkeys(notes))
+    cells = rounds[0] if len(rounds) == 1 else median_cells(rounds)
+    if len(rounds) > 1:
+        for index, round_cells in enumerate(rounds, 1):
+            print(f"\nround {index} of {len(rounds)}")
+            print_table(round_cells)
+        print(f"\nmedian of {len(rounds)} rounds (each column on its own)")
     print()
     print_table(cells)
     print()
-    for line in ratio_lines(cells, concs):
+    ratios = ratio_lines(cells, concs) + (goal_ratios_per_round(rounds, concs) if len(rounds) > 1 else [])
+    for line in ratios:
         print(line)
     for note in notes:
         print(note)
@@ -644,7 +796,8 @@ def main() -> int:
             "load_average_after": load_average(),
             "payload_bytes": args.payload,
             "cells": [dataclasses.asdict(c) for c in cells],
-            "ratios": ratio_lines(cells, concs),
+            "rounds": [[dataclasses.asdict(c) for c in round_cells] for round_cells in rounds],
+            "ratios": ratios,
             "notes": notes,
         }
         args.json.write_text(json.dumps(record, indent=2) + "\n")

@@ -4,6 +4,7 @@ misrouted frames would make the floor it sets look better than it is."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,32 @@ def test_the_in_process_relay_bench_runs_and_checks_every_reply():
     assert [row[0] for row in rows] == ["on", "off", "on", "off"]
     assert all(float(value) > 0 for row in rows for value in row[1:])
     assert "metrics per request" in proc.stdout
+
+
+def test_peers_bench_splits_the_load_and_runs_a_multi_process_gateway(tmp_path):
+    """bench/peers.py --load-procs 2 --rounds 2 with the vigil-w peer: every connection's requests
+    are counted once (the shares of the load processes add up, the rounds' counts too), each reply
+    is checked (a wrong one counts as an error), and the CPU columns name the peer's processes and
+    the load processes together."""
+    out = tmp_path / "peers.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "peers.py"), "--peers", "floor", "vigil-w", "--gateway-workers", "2"]
+        + ["--load-procs", "2", "--rounds", "2", "--concurrency", "1", "5", "--requests", "20", "--warmup", "5"]
+        + ["--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert [len(cells) for cells in record["rounds"]] == [4, 4]
+    assert [c["peer"] for c in record["rounds"][1]][::2] == ["vigil-w2", "floor"]  # the order rotated
+    cells = {(c["peer"], c["conc"]): c for c in record["cells"]}
+    assert set(cells) == {("floor", 1), ("floor", 5), ("vigil-w2", 1), ("vigil-w2", 5)}
+    for (peer, conc), cell in cells.items():
+        assert cell["count"] == 2 * conc * 20 and cell["errors"] == 0, (peer, conc, cell)
+        # CPU is read in clock ticks (10 ms): a cell this short may read 0, never less.
+        assert all(ms >= 0 for ms in cell["cpu_ms"].values())
+    assert set(cells["floor", 5]["cpu_ms"]) == {"server", "client"}
+    assert set(cells["vigil-w2", 5]["cpu_ms"]) == {"gateway", "backend", "client"}
+    assert "vigil-w2 conc 5 req/s / floor" in proc.stdout and "median of 2 rounds" in proc.stdout

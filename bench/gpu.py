@@ -1,0 +1,180 @@
+"""The torch models on CUDA beside the CPU: parity and throughput. Run it on a GPU host.
+
+  python bench/gpu.py --face-mesh DIR --emotion-model DIR [--seconds 2] [--batches 1 4 16 64]
+
+--face-mesh: the fatigue image's converted models (shared_vision.convert: the four .safetensors
+files); --emotion-model: the emotion image's mini-Xception folder (vigil_emotion.mini_xception
+.conversion). Both are what the images' builder stages write, so this runs the services' own
+loading code on the weights they ship.
+
+For each model, on the same 640x480 frame (the astronaut photo, public domain, one face):
+- parity: the CUDA result against the CPU result of the same code (landmark and box distance in
+  pixels, probability difference). cuDNN may run float32 convolutions in TF32 on Ampere and newer,
+  so CUDA and CPU agree to a tolerance, not bit for bit;
+- frames (crops) per second and ms per call at each batch size, one `detect`/`predict` call per
+  batch, pre- and post-processing on the CPU included, as the services call them.
+
+Exit status 1 when a parity check fails, 2 when torch sees no CUDA device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [
+    str(REPO / "services" / "fatigue"),
+    str(REPO / "services" / "emotion"),
+    str(REPO / "shared_vision" / "src"),
+    str(REPO / "shared_protocol" / "src"),
+]
+
+import torch  # noqa: E402
+
+LANDMARK_TOLERANCE_PX = 1.0  # the largest landmark distance CUDA vs CPU taken as agreement
+BOX_TOLERANCE_PX = 1.0
+PROBABILITY_TOLERANCE = 1e-3
+
+
+def frame_640x480() -> np.ndarray:
+    from skimage import data
+
+    photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[:400, 56:456]  # 400x400 around the face
+    canvas = np.full((480, 640, 3), 110, np.uint8)
+    canvas[40:440, 120:520] = photo
+    return canvas
+
+
+def rate(fn, items_per_call: int, seconds: float) -> tuple[float, float]:
+    """(items/s, ms per call) of `fn` run repeatedly for about `seconds`, after 3 warm-up calls."""
+    for _ in range(3):
+        fn()
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()  # every call returns numpy results: the GPU work is done when it returns
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds and calls >= 3:
+            return calls * items_per_call / elapsed, 1000 * elapsed / calls
+
+
+def check(name: str, value: float, tolerance: float, failures: list[str]) -> str:
+    ok = value <= tolerance
+    if not ok:
+        failures.append(f"{name}: {value:.3g} > {tolerance:g}")
+    return f"{value:.4g} ({'ok' if ok else 'FAIL'}, tolerance {tolerance:g})"
+
+
+def landmarks(args, frame: np.ndarray, failures: list[str]) -> None:
+    from vigil_fatigue.torch_engine.engine import TorchLandmarkEngine
+
+    warm = tuple(sorted(set(args.batches)))
+    cpu = TorchLandmarkEngine(args.face_mesh, device="cpu", max_faces=1, compiled=False)
+    gpu = TorchLandmarkEngine(args.face_mesh, device=args.device, max_faces=1, warmup_batch_sizes=warm)
+    on_cpu, on_gpu = cpu.detect([frame])[0], gpu.detect([frame])[0]
+    print(f"\n== fatigue: TorchLandmarkEngine (attention mesh, {gpu.landmark_runtime}) ==")
+    print(f"faces found: cpu {len(on_cpu)}, {args.device} {len(on_gpu)}")
+    if len(on_cpu) != 1 or len(on_gpu) != 1:
+        failures.append("landmarks: the frame's one face not found on both devices")
+        return
+    gap = np.linalg.norm(on_cpu[0].points[:, :2] - on_gpu[0].points[:, :2], axis=1)
+    print(
+        f"{len(gap)} landmarks, {args.device} vs cpu: mean {gap.mean():.4f} px, max {check('landmarks', gap.max(), LANDMARK_TOLERANCE_PX, failures)} px"
+    )
+    fps, ms = rate(lambda: cpu.detect([frame]), 1, args.seconds)
+    print(f"cpu  batch {1:>3}: {fps:9.1f} frames/s  {ms:8.2f} ms/call  (torch threads {torch.get_num_threads()})")
+    for batch in args.batches:
+        frames = [frame] * batch
+        fps, ms = rate(lambda frames=frames: gpu.detect(frames), batch, args.seconds)
+        print(f"{args.device:<4} batch {batch:>3}: {fps:9.1f} frames/s  {ms:8.2f} ms/call")
+    cpu.close()
+    gpu.close()
+
+
+def detector(args, frame: np.ndarray, failures: list[str]) -> None:
+    from shared_vision.blazeface import BlazeFaceDetector
+
+    weights = Path(args.face_mesh) / "face_detection_short_range.safetensors"
+    cpu = BlazeFaceDetector(weights, device="cpu", max_faces=4)
+    gpu = BlazeFaceDetector(weights, device=args.device, max_faces=4, warmup_batch_sizes=tuple(args.batches))
+    on_cpu, on_gpu = cpu.detect([frame])[0], gpu.detect([frame])[0]
+    print("\n== emotion's face detector: BlazeFaceDetector (short range) ==")
+    print(f"faces found: cpu {len(on_cpu)}, {args.device} {len(on_gpu)}")
+    if len(on_cpu) != 1 or len(on_gpu) != 1:
+        failures.append("detector: the frame's one face not found on both devices")
+        return
+    gap = float(np.abs(on_cpu[0].box - on_gpu[0].box).max())
+    print(f"box corners, {args.device} vs cpu: max {check('detector box', gap, BOX_TOLERANCE_PX, failures)} px; "
+          f"score {on_cpu[0].score:.4f} vs {on_gpu[0].score:.4f}")  # fmt: skip
+    fps, ms = rate(lambda: cpu.detect([frame]), 1, args.seconds)
+    print(f"cpu  batch {1:>3}: {fps:9.1f} frames/s  {ms:8.2f} ms/call")
+    for batch in args.batches:
+        frames = [frame] * batch
+        fps, ms = rate(lambda frames=frames: gpu.detect(frames), batch, args.seconds)
+        print(f"{args.device:<4} batch {batch:>3}: {fps:9.1f} frames/s  {ms:8.2f} ms/call")
+
+
+def classifier(args, frame: np.ndarray, failures: list[str]) -> None:
+    from vigil_emotion.classifier import ExpressionClassifier
+
+    crop = np.ascontiguousarray(frame[90:220, 280:410, ::-1])  # the face, RGB
+    cpu = ExpressionClassifier(args.emotion_model, device="cpu")
+    gpu = ExpressionClassifier(args.emotion_model, device=args.device)
+    p_cpu, p_gpu = cpu.predict([crop])[0], gpu.predict([crop])[0]
+    print(f"\n== emotion: ExpressionClassifier ({cpu.model_type}, {len(cpu.labels)} labels) ==")
+    print(f"top label: cpu {cpu.labels[int(p_cpu.argmax())]}, {args.device} {gpu.labels[int(p_gpu.argmax())]}")
+    if p_cpu.argmax() != p_gpu.argmax():
+        failures.append("classifier: top label differs between cuda and cpu")
+    gap = float(np.abs(p_cpu - p_gpu).max())
+    print(
+        f"probabilities, {args.device} vs cpu: max |difference| {check('probabilities', gap, PROBABILITY_TOLERANCE, failures)}"
+    )
+    fps, ms = rate(lambda: cpu.predict([crop]), 1, args.seconds)
+    print(f"cpu  batch {1:>3}: {fps:9.1f} crops/s   {ms:8.2f} ms/call")
+    for batch in sorted(set(args.batches) | {256}):
+        crops = [crop] * batch
+        fps, ms = rate(lambda crops=crops: gpu.predict(crops), batch, args.seconds)
+        print(f"{args.device:<4} batch {batch:>3}: {fps:9.1f} crops/s   {ms:8.2f} ms/call")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--face-mesh", type=Path, required=True, help="folder of the converted face models")
+    parser.add_argument("--emotion-model", type=Path, required=True, help="the mini-Xception model folder")
+    parser.add_argument("--seconds", type=float, default=2.0, help="time per figure (default 2)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--device", default="cuda", help="the device compared with the CPU (default cuda)")
+    parser.add_argument("--cpu-threads", type=int, default=1, help="torch threads on the CPU side (default 1)")
+    args = parser.parse_args()
+    on_cuda = args.device.startswith("cuda")
+    if on_cuda and not torch.cuda.is_available():
+        print("torch sees no CUDA device: nothing to measure here")
+        return 2
+    torch.set_num_threads(args.cpu_threads)
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPU cores, compared: cpu and {args.device}")
+    if on_cuda:
+        props = torch.cuda.get_device_properties(torch.device(args.device))
+        print(
+            f"{props.name}, {props.total_memory / 2**30:.0f} GiB, CUDA {torch.version.cuda}, "
+            f"cuDNN {torch.backends.cudnn.version()}, cuDNN TF32 {'on' if torch.backends.cudnn.allow_tf32 else 'off'}"
+        )
+    frame = frame_640x480()
+    failures: list[str] = []
+    landmarks(args, frame, failures)
+    detector(args, frame, failures)
+    classifier(args, frame, failures)
+    if on_cuda:
+        print(f"\npeak CUDA memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+    print("parity: " + ("all within tolerance" if not failures else "FAILED: " + "; ".join(failures)))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
