@@ -540,22 +540,17 @@ def median_cells(rounds: list[list[Cell]]) -> list[Cell]:
     ]
 
 
-def goal_ratios_per_round(rounds: list[list[Cell]], concs: list[int]) -> list[str]:
-    """The two floor goals' ratios round by round: how far one round's figure can be trusted."""
-    lo, hi = min(concs), max(concs)
-    rps, p50 = [], []
-    for round_cells in rounds:
-        by = {(c.peer, c.conc): c for c in round_cells}
-        if ("vigil", hi) in by and ("floor", hi) in by:
-            rps.append(by["vigil", hi].rps / by["floor", hi].rps)
-        if ("vigil", lo) in by and ("floor", lo) in by:
-            p50.append(by["vigil", lo].p50 / by["floor", lo].p50)
-    out = []
-    if rps:
-        out.append(f"vigil conc {hi} req/s / floor, round by round: " + ", ".join(f"{x:.3f}" for x in rps))
-    if p50:
-        out.append(f"vigil conc {lo} p50 / floor, round by round:   " + ", ".join(f"{x:.2f}x" for x in p50))
-    return out
+def median_goal_ratios(rounds: list[list[Cell]], concs: list[int]) -> tuple[dict[str, float], list[str]]:
+    """Each goal ratio taken within each round (its two peers measured minutes apart at most), the
+    median of those, and the round-by-round values: a ratio of two medians could pair one peer's
+    good round with the other's bad one."""
+    from statistics import median
+
+    per_round = [goal_ratios(round_cells, concs) for round_cells in rounds]
+    keys = [k for k in ("rps_vs_floor", "p50_vs_floor", "rps_vs_ray") if all(k in r for r in per_round)]
+    labels = {"rps_vs_floor": "req/s / floor", "p50_vs_floor": "p50 / floor", "rps_vs_ray": "req/s / ray"}
+    lines = [f"{labels[k]}, round by round: " + ", ".join(f"{r[k]:.3f}" for r in per_round) for k in keys]
+    return {k: median(r[k] for r in per_round) for k in keys}, lines
 
 
 def server_cpu(cell: Cell) -> float:
@@ -568,7 +563,22 @@ def ceiling(cell: Cell, cores: int) -> float:
     return cores * 1000 / sum(cell.cpu_ms.values())
 
 
-def ratio_lines(cells: list[Cell], concs: list[int]) -> list[str]:
+def goal_ratios(cells: list[Cell], concs: list[int]) -> dict[str, float]:
+    """The three ratios issue 14 sets goals for, those whose peers ran."""
+    by = {(c.peer, c.conc): c for c in cells}
+    lo, hi = min(concs), max(concs)
+    out = {}
+    if ("vigil", hi) in by and ("floor", hi) in by:
+        out["rps_vs_floor"] = by["vigil", hi].rps / by["floor", hi].rps
+    if ("vigil", lo) in by and ("floor", lo) in by:
+        out["p50_vs_floor"] = by["vigil", lo].p50 / by["floor", lo].p50
+    if ("vigil", hi) in by and ("ray", hi) in by:
+        out["rps_vs_ray"] = by["vigil", hi].rps / by["ray", hi].rps
+    return out
+
+
+def ratio_lines(cells: list[Cell], concs: list[int], goals: dict[str, float] | None = None, how: str = "") -> list[str]:
+    """The ratios of `cells`; the goal lines from `goals` when given (the rounds' medians, `how`)."""
     by = {(c.peer, c.conc): c for c in cells}
     lo, hi = min(concs), max(concs)
     out = []
@@ -578,23 +588,24 @@ def ratio_lines(cells: list[Cell], concs: list[int]) -> list[str]:
 
     v_hi, f_hi, r_hi = get("vigil", hi), get("floor", hi), get("ray", hi)
     v_lo, f_lo, r_lo = get("vigil", lo), get("floor", lo), get("ray", lo)
-    if v_hi and f_hi:
-        x = v_hi.rps / f_hi.rps
+    goals = goal_ratios(cells, concs) if goals is None else goals
+    if "rps_vs_floor" in goals:
+        x = goals["rps_vs_floor"]
         out.append(
             f"vigil conc {hi} req/s / floor      = {x:6.3f}   (goal >= {GOAL_THROUGHPUT_VS_FLOOR}: "
-            f"{'met' if x >= GOAL_THROUGHPUT_VS_FLOOR else 'not met'})"
+            f"{'met' if x >= GOAL_THROUGHPUT_VS_FLOOR else 'not met'}){how}"
         )
-    if v_lo and f_lo:
-        x = v_lo.p50 / f_lo.p50
+    if "p50_vs_floor" in goals:
+        x = goals["p50_vs_floor"]
         out.append(
             f"vigil conc {lo} p50 / floor        = {x:6.2f}x  (goal <= {GOAL_P50_VS_FLOOR}x: "
-            f"{'met' if x <= GOAL_P50_VS_FLOOR else 'not met'})"
+            f"{'met' if x <= GOAL_P50_VS_FLOOR else 'not met'}){how}"
         )
-    if v_hi and r_hi:
-        x = v_hi.rps / r_hi.rps
+    if "rps_vs_ray" in goals:
+        x = goals["rps_vs_ray"]
         out.append(
             f"vigil conc {hi} req/s / ray        = {x:6.1f}x  (goal >= {GOAL_VS_RAY}x: "
-            f"{'met' if x >= GOAL_VS_RAY else 'not met'})"
+            f"{'met' if x >= GOAL_VS_RAY else 'not met'}){how}"
         )
     if v_hi and f_hi:
         v_cpu, f_cpu = server_cpu(v_hi), server_cpu(f_hi)
@@ -784,7 +795,11 @@ def main() -> int:
     print()
     print_table(cells)
     print()
-    ratios = ratio_lines(cells, concs) + (goal_ratios_per_round(rounds, concs) if len(rounds) > 1 else [])
+    if len(rounds) == 1:
+        ratios = ratio_lines(cells, concs)
+    else:
+        goals, per_round = median_goal_ratios(rounds, concs)
+        ratios = ratio_lines(cells, concs, goals, f"  median of {len(rounds)} rounds' ratios") + per_round
     for line in ratios:
         print(line)
     for note in notes:
