@@ -65,6 +65,17 @@ def rate(fn, items_per_call: int, seconds: float) -> tuple[float, float]:
             return calls * items_per_call / elapsed, 1000 * elapsed / calls
 
 
+def print_rates(args, run_cpu, run_device, item, batches, unit: str, cpu_note: str = "") -> None:
+    """Items/s and ms per call: the CPU at batch 1, then the device at each batch size (one call
+    per batch, as the services batch)."""
+    per_s, ms = rate(lambda: run_cpu([item]), 1, args.seconds)
+    print(f"{'cpu':<4} batch {1:>3}: {per_s:9.1f} {unit}/s  {ms:8.2f} ms/call{cpu_note}")
+    for batch in batches:
+        items = [item] * batch
+        per_s, ms = rate(lambda items=items: run_device(items), batch, args.seconds)
+        print(f"{args.device:<4} batch {batch:>3}: {per_s:9.1f} {unit}/s  {ms:8.2f} ms/call")
+
+
 def check(name: str, value: float, tolerance: float, failures: list[str]) -> str:
     ok = value <= tolerance
     if not ok:
@@ -85,15 +96,10 @@ def landmarks(args, frame: np.ndarray, failures: list[str]) -> None:
         failures.append("landmarks: the frame's one face not found on both devices")
         return
     gap = np.linalg.norm(on_cpu[0].points[:, :2] - on_gpu[0].points[:, :2], axis=1)
-    print(
-        f"{len(gap)} landmarks, {args.device} vs cpu: mean {gap.mean():.4f} px, max {check('landmarks', gap.max(), LANDMARK_TOLERANCE_PX, failures)} px"
-    )
-    fps, ms = rate(lambda: cpu.detect([frame]), 1, args.seconds)
-    print(f"cpu  batch {1:>3}: {fps:9.1f} frames/s  {ms:8.2f} ms/call  (torch threads {torch.get_num_threads()})")
-    for batch in args.batches:
-        frames = [frame] * batch
-        fps, ms = rate(lambda frames=frames: gpu.detect(frames), batch, args.seconds)
-        print(f"{args.device:<4} batch {batch:>3}: {fps:9.1f} frames/s  {ms:8.2f} ms/call")
+    worst = check("landmarks", gap.max(), LANDMARK_TOLERANCE_PX, failures)
+    print(f"{len(gap)} landmarks, {args.device} vs cpu: mean {gap.mean():.4f} px, max {worst} px")
+    threads = f"  (torch threads {torch.get_num_threads()})"
+    print_rates(args, cpu.detect, gpu.detect, frame, args.batches, "frames", threads)
     cpu.close()
     gpu.close()
 
@@ -113,12 +119,7 @@ def detector(args, frame: np.ndarray, failures: list[str]) -> None:
     gap = float(np.abs(on_cpu[0].box - on_gpu[0].box).max())
     print(f"box corners, {args.device} vs cpu: max {check('detector box', gap, BOX_TOLERANCE_PX, failures)} px; "
           f"score {on_cpu[0].score:.4f} vs {on_gpu[0].score:.4f}")  # fmt: skip
-    fps, ms = rate(lambda: cpu.detect([frame]), 1, args.seconds)
-    print(f"cpu  batch {1:>3}: {fps:9.1f} frames/s  {ms:8.2f} ms/call")
-    for batch in args.batches:
-        frames = [frame] * batch
-        fps, ms = rate(lambda frames=frames: gpu.detect(frames), batch, args.seconds)
-        print(f"{args.device:<4} batch {batch:>3}: {fps:9.1f} frames/s  {ms:8.2f} ms/call")
+    print_rates(args, cpu.detect, gpu.detect, frame, args.batches, "frames")
 
 
 def classifier(args, frame: np.ndarray, failures: list[str]) -> None:
@@ -131,17 +132,11 @@ def classifier(args, frame: np.ndarray, failures: list[str]) -> None:
     print(f"\n== emotion: ExpressionClassifier ({cpu.model_type}, {len(cpu.labels)} labels) ==")
     print(f"top label: cpu {cpu.labels[int(p_cpu.argmax())]}, {args.device} {gpu.labels[int(p_gpu.argmax())]}")
     if p_cpu.argmax() != p_gpu.argmax():
-        failures.append("classifier: top label differs between cuda and cpu")
+        failures.append(f"classifier: top label differs between {args.device} and cpu")
     gap = float(np.abs(p_cpu - p_gpu).max())
-    print(
-        f"probabilities, {args.device} vs cpu: max |difference| {check('probabilities', gap, PROBABILITY_TOLERANCE, failures)}"
-    )
-    fps, ms = rate(lambda: cpu.predict([crop]), 1, args.seconds)
-    print(f"cpu  batch {1:>3}: {fps:9.1f} crops/s   {ms:8.2f} ms/call")
-    for batch in sorted(set(args.batches) | {256}):
-        crops = [crop] * batch
-        fps, ms = rate(lambda crops=crops: gpu.predict(crops), batch, args.seconds)
-        print(f"{args.device:<4} batch {batch:>3}: {fps:9.1f} crops/s   {ms:8.2f} ms/call")
+    worst = check("probabilities", gap, PROBABILITY_TOLERANCE, failures)
+    print(f"probabilities, {args.device} vs cpu: max |difference| {worst}")
+    print_rates(args, cpu.predict, gpu.predict, crop, sorted(set(args.batches) | {256}), "crops")
 
 
 def main() -> int:
