@@ -46,6 +46,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -217,7 +218,7 @@ def _load_proc(cell_args: tuple, share: int, barrier, results) -> None:
         results.put(run_on_loop(run_cell(url, model, expect, share, seconds, requests, payload, warmup, {}, barrier)))
     except BaseException as exc:
         barrier.abort()  # the others (and the parent) stop waiting for this one
-        results.put(exc)
+        results.put(f"load process {os.getpid()}: {exc!r}")  # a string: any exception would not pickle
 
 
 def run_in_load_procs(
@@ -235,7 +236,10 @@ def run_in_load_procs(
     for child in children:
         child.start()
     try:
-        barrier.wait(timeout=120)
+        try:
+            barrier.wait(timeout=120)
+        except threading.BrokenBarrierError:
+            raise RuntimeError(f"a load process failed before the cell started: {results.get(timeout=10)}") from None
         cpu_start = cpu_seconds(procs)
         outcomes = [results.get(timeout=cell_args[4] * 4 + 600) for _ in children]
         cpu_end = cpu_seconds(procs)
@@ -244,9 +248,9 @@ def run_in_load_procs(
             child.join(timeout=30)
             if child.is_alive():
                 child.kill()
-    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    failed = [o for o in outcomes if isinstance(o, str)]
     if failed:
-        raise RuntimeError(f"a load process failed: {failed[0]!r}")
+        raise RuntimeError(f"a load process failed: {failed[0]}")
     cpu = {name: cpu_end[name] - cpu_start[name] for name in procs}
     cpu["client"] = sum(o[3]["client"] for o in outcomes)
     latencies = [v for o in outcomes for v in o[0]]

@@ -96,3 +96,16 @@ def test_peers_bench_splits_the_load_and_runs_a_multi_process_gateway(tmp_path):
     assert set(cells["floor", 5]["cpu_ms"]) == {"server", "client"}
     assert set(cells["vigil-w2", 5]["cpu_ms"]) == {"gateway", "backend", "client"}
     assert "vigil-w2 conc 5 req/s / floor" in proc.stdout and "median of 2 rounds" in proc.stdout
+
+
+def test_a_failed_load_process_fails_the_cell_with_its_reason():
+    """A load process that cannot connect stops the others at the start barrier, and the cell fails
+    saying why (no hang until the timeouts)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import peers
+    finally:
+        sys.path.remove(str(BENCH))
+    cell_args = (f"ws://127.0.0.1:{free_port()}", None, "inference_request", 4, 1.0, None, 10, 2)
+    with pytest.raises(RuntimeError, match="failed before the cell started: .*ConnectionRefusedError"):
+        peers.run_in_load_procs(cell_args, {}, 2)
