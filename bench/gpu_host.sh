@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU host checks in one go, for a GPU machine that has Python 3.12 with torch (CUDA) but no
-# network and none of vigil's own packages: bench/gpu.py (CUDA vs CPU parity and throughput of the
-# three torch models) and bench/peers.py on that machine's cores (the relay with 1 and N gateway
-# processes; the load generator split over several processes so that it is not the cap).
+# The GPU host checks in one go, for a GPU machine that has Python 3.12 with torch (CUDA), uvloop,
+# numpy, opencv, scikit-image, safetensors and pyyaml, but no network and none of vigil's own
+# packages: bench/gpu.py (CUDA vs CPU parity and throughput of the three torch models) and
+# bench/peers.py on that machine's cores (the relay with 1 and N gateway processes; the load
+# generator split over several processes so that it is not the cap).
 #
 #   bench/gpu_host.sh prepare [DIR]   # here, with the dev venv and PyPI: wheels + converted weights
 #   bench/gpu_host.sh run [DIR] [OUT] # there, from the repository root (DIR carried along)
