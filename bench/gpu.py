@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,42 +36,24 @@ sys.path[:0] = [
 
 import torch  # noqa: E402
 
+# The same frame and timing loop as the CPU benchmark of the landmark engine.
+from fatigue_torch import frame_640x480, measure  # noqa: E402
+
 LANDMARK_TOLERANCE_PX = 1.0  # the largest landmark distance CUDA vs CPU taken as agreement
 BOX_TOLERANCE_PX = 1.0
 PROBABILITY_TOLERANCE = 1e-3
 
 
-def frame_640x480() -> np.ndarray:
-    from skimage import data
-
-    photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[:400, 56:456]  # 400x400 around the face
-    canvas = np.full((480, 640, 3), 110, np.uint8)
-    canvas[40:440, 120:520] = photo
-    return canvas
-
-
-def rate(fn, items_per_call: int, seconds: float) -> tuple[float, float]:
-    """(items/s, ms per call) of `fn` run repeatedly for about `seconds`, after 3 warm-up calls."""
-    for _ in range(3):
-        fn()
-    calls, start = 0, time.perf_counter()
-    while True:
-        fn()  # every call returns numpy results: the GPU work is done when it returns
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds and calls >= 3:
-            return calls * items_per_call / elapsed, 1000 * elapsed / calls
-
-
 def print_rates(args, run_cpu, run_device, item, batches, unit: str, cpu_note: str = "") -> None:
     """Items/s and ms per call: the CPU at batch 1, then the device at each batch size (one call
     per batch, as the services batch)."""
-    per_s, ms = rate(lambda: run_cpu([item]), 1, args.seconds)
-    print(f"{'cpu':<4} batch {1:>3}: {per_s:9.1f} {unit}/s  {ms:8.2f} ms/call{cpu_note}")
+    per_s = measure(lambda: run_cpu([item]), 1, args.seconds)[0]
+    print(f"{'cpu':<4} batch {1:>3}: {per_s:9.1f} {unit}/s  {1000 / per_s:8.2f} ms/call{cpu_note}")
     for batch in batches:
         items = [item] * batch
-        per_s, ms = rate(lambda items=items: run_device(items), batch, args.seconds)
-        print(f"{args.device:<4} batch {batch:>3}: {per_s:9.1f} {unit}/s  {ms:8.2f} ms/call")
+        # Every call returns numpy results: the device's work is done when it returns.
+        per_s = measure(lambda items=items: run_device(items), batch, args.seconds)[0]
+        print(f"{args.device:<4} batch {batch:>3}: {per_s:9.1f} {unit}/s  {1000 * batch / per_s:8.2f} ms/call")
 
 
 def check(name: str, value: float, tolerance: float, failures: list[str]) -> str:

@@ -52,6 +52,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 import msgspec
 from websockets.asyncio.client import connect
@@ -523,8 +524,6 @@ def print_table(cells: list[Cell]) -> None:
 
 def median_cells(rounds: list[list[Cell]]) -> list[Cell]:
     """Per (peer, concurrency), the median of each column over the rounds (requests and errors summed)."""
-    from statistics import median
-
     groups: dict[tuple[str, int], list[Cell]] = {}
     for round_cells in rounds:
         for c in round_cells:
@@ -548,8 +547,6 @@ def median_goal_ratios(rounds: list[list[Cell]], concs: list[int]) -> tuple[dict
     """Each goal ratio taken within each round (its two peers measured minutes apart at most), the
     median of those, and the round-by-round values: a ratio of two medians could pair one peer's
     good round with the other's bad one."""
-    from statistics import median
-
     per_round = [goal_ratios(round_cells, concs) for round_cells in rounds]
     keys = [k for k in ("rps_vs_floor", "p50_vs_floor", "rps_vs_ray") if all(k in r for r in per_round)]
     labels = {"rps_vs_floor": "req/s / floor", "p50_vs_floor": "p50 / floor", "rps_vs_ray": "req/s / ray"}
