@@ -64,7 +64,7 @@ run)
     status=0
     timeout 240 python3 bench/gpu.py --face-mesh "$dir/weights/face_mesh" --emotion-model "$dir/weights/mini_xception" \
         --seconds 2 --cpu-threads 4 2>&1 | grep -v "Loading weights" | tee "$out/gpu.log" || status=1
-    timeout 150 python3 bench/peers.py --peers floor relay-c vigil vigil-w --seconds 4 --load-procs 2 \
+    timeout 170 python3 bench/peers.py --peers floor relay-c relay-x vigil vigil-w --seconds 4 --load-procs 2 \
         --json "$out/peers-2.json" 2>&1 | tee "$out/peers-2.log" || status=1
     timeout 150 python3 bench/peers.py --peers vigil-w floor vigil --gateway-workers 4 --concurrency 1 16 64 \
         --seconds 4 --load-procs 4 --json "$out/peers-4.json" 2>&1 | tee "$out/peers-4.log" || status=1

@@ -10,7 +10,15 @@ hops of Python `websockets` cost before any protocol work: the ceiling for vigil
 --coalesce: the upstream frames of one event-loop turn leave in one socket write (vigil's
 shared_protocol.outbox, the same technique vigil uses on its backend connections).
 
-  python bench/peer_relay.py --port 9101 --upstream ws://127.0.0.1:9100 [--coalesce]
+--batch (peer `relay-x`): about the least a two-hop relay of Python `websockets` can do, with every
+transport technique vigil uses and none of its protocol work. Frames are taken from
+`data_received` (shared_protocol.direct) on both sides; the client frames of one event-loop turn go
+upstream as ONE frame (each with an 8-byte header: connection number, length), which the echo
+server sends back whole, so the echo does one frame's work per turn, not one per request (less
+than any backend can: vigil's backend admits and answers each message of a batch); the replies
+leave through each client's coalescing outbox.
+
+  python bench/peer_relay.py --port 9101 --upstream ws://127.0.0.1:9100 [--coalesce | --batch]
 """
 
 from __future__ import annotations
@@ -29,10 +37,100 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared_protocol" / "src"))
+from shared_protocol.direct import DirectClientConnection, DirectServerConnection
 from shared_protocol.eventloop import loop_factory
 from shared_protocol.outbox import outbox_for
 
 HEADER = struct.Struct("!I")  # the client connection's number
+BATCH_HEADER = struct.Struct("!II")  # --batch: the client connection's number, the message's length
+
+
+class BatchRelay:
+    """--batch: the client messages of one event-loop turn travel upstream as one frame."""
+
+    def __init__(self, upstream: DirectClientConnection, clients: dict[int, ServerConnection]) -> None:
+        self.upstream = outbox_for(upstream)
+        self.clients = clients
+        self.pending: list[bytes] = []
+        self.loop = asyncio.get_running_loop()
+        self.tasks: set[asyncio.Task] = set()
+
+    def take(self, number: int, message: str | bytes) -> bool:
+        data = message.encode() if type(message) is str else message
+        if not self.pending:
+            self.loop.call_soon(self.flush)
+        self.pending.append(BATCH_HEADER.pack(number, len(data)) + data)
+        return True
+
+    def flush(self) -> None:
+        frame, self.pending = b"".join(self.pending), []
+        if not self.upstream.send_nowait(frame, text=False):  # upstream buffer full: wait its turn
+            self._spawn(self.upstream.send(frame, text=False))
+
+    def route_back(self, frame: str | bytes) -> bool:
+        view, offset = memoryview(frame), 0
+        while offset < len(view):
+            number, length = BATCH_HEADER.unpack_from(view, offset)
+            offset += BATCH_HEADER.size
+            client = self.clients.get(number)
+            if client is not None:
+                message = bytes(view[offset : offset + length])
+                outbox = outbox_for(client)
+                if not outbox.send_nowait(message, text=True):
+                    self._spawn(outbox.send(message, text=True))
+            offset += length
+        return True
+
+    def _spawn(self, coro) -> None:
+        task = self.loop.create_task(_closed_is_fine(coro))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+async def _closed_is_fine(coro) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        await coro
+
+
+async def main_batch(host: str, port: int, upstream_url: str) -> None:
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set_result, None)
+    clients: dict[int, ServerConnection] = {}
+    numbers = itertools.count()
+    async with connect(
+        upstream_url, compression=None, max_size=16 * 1024 * 1024, create_connection=DirectClientConnection
+    ) as upstream:
+        relay = BatchRelay(upstream, clients)
+        upstream.on_message = relay.route_back
+
+        async def route_queued() -> None:  # what direct delivery left to the library's queue
+            async for frame in upstream:
+                relay.route_back(frame)
+
+        async def serve_client(websocket: DirectServerConnection) -> None:
+            number = next(numbers)
+            clients[number] = websocket
+            websocket.on_message = lambda message: relay.take(number, message)
+            try:
+                async for message in websocket:
+                    relay.take(number, message)
+            finally:
+                del clients[number]
+
+        router = asyncio.create_task(route_queued())
+        async with serve(
+            serve_client,
+            host,
+            port,
+            compression=None,
+            max_size=16 * 1024 * 1024,
+            create_connection=DirectServerConnection,
+        ):
+            print(f"READY {port}", flush=True)
+            await stop
+        router.cancel()
 
 
 async def main(host: str, port: int, upstream_url: str, coalesce: bool) -> None:
@@ -80,7 +178,12 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="the echo server's ws:// URL")
-    parser.add_argument("--coalesce", action="store_true", help="one socket write per loop turn upstream")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--coalesce", action="store_true", help="one socket write per loop turn upstream")
+    mode.add_argument("--batch", action="store_true", help="one upstream frame per loop turn, direct delivery")
     args = parser.parse_args()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(main(args.host, args.port, args.upstream, args.coalesce))
+        if args.batch:
+            runner.run(main_batch(args.host, args.port, args.upstream))
+        else:
+            runner.run(main(args.host, args.port, args.upstream, args.coalesce))

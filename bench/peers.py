@@ -6,7 +6,9 @@ still take CPU from the next on a small machine):
   relay  the two-hop floor: a bare `websockets` relay (one shared upstream connection, frames routed
          back by a 4-byte header, nothing parsed) in front of the floor's echo server, the same
          process layout as vigil (bench/peer_relay.py); relay-c: the same with vigil's coalesced
-         upstream writes. What two hops of Python websockets cost here before any protocol work.
+         upstream writes; relay-x: every transport technique vigil uses (direct delivery, one
+         upstream frame per event-loop turn, coalesced replies) and no protocol work, the best two
+         hops of Python websockets do here. What two hops cost before any protocol work.
   vigil  client -> main backend (services/main_backend/main.py) -> no-op test backend
          (tests/support/controlled_backend.py, op "echo"): two hops, gateway and backend each a process
   vigil-nb  vigil with batch frames off (`batch_frames: false`): what batch frames change, same run
@@ -24,7 +26,7 @@ goals for.
 
   python bench/peers.py [--seconds 4] [--concurrency 1 16] [--peers floor relay vigil ray]
   python bench/peers.py --peers floor vigil before --before 344fb61   # before/after in one run
-  python bench/peers.py --peers floor relay-c vigil --rounds 5   # medians of 5 rounds, order rotated
+  python bench/peers.py --peers floor relay-x vigil --rounds 5   # medians of 5 rounds, order rotated
   python bench/peers.py --peers floor vigil vigil-w --gateway-workers 4 --load-procs 4   # many cores
   python bench/peers.py --profile /tmp/prof   # also py-spy the vigil processes at the top concurrency
 
@@ -74,6 +76,9 @@ GOAL_P50_VS_FLOOR = 3.0  # vigil p50 at concurrency 1 / floor's (at most)
 GOAL_VS_RAY = 25.0  # vigil req/s / Ray Serve's
 
 _decode = msgspec.json.decode
+
+# The two-hop floor peers and bench/peer_relay.py's mode for each.
+RELAY_MODES = {"relay": "plain", "relay-c": "coalesce", "relay-x": "batch"}
 
 
 @dataclass
@@ -339,8 +344,9 @@ def floor_peer() -> Iterator[tuple[str, dict[str, int]]]:
 
 
 @contextlib.contextmanager
-def relay_peer(coalesce: bool) -> Iterator[tuple[str, dict[str, int]]]:
-    """The two-hop floor: bench/peer_relay.py in front of the floor's echo server."""
+def relay_peer(mode: str) -> Iterator[tuple[str, dict[str, int]]]:
+    """The two-hop floor: bench/peer_relay.py in front of the floor's echo server. `mode`: "plain",
+    "coalesce" or "batch" (the relay's option)."""
     echo_port, relay_port = free_port(), free_port()
     echo = spawn([sys.executable, str(BENCH / "peer_floor.py"), "--port", str(echo_port)], stdout=subprocess.PIPE)
     relay = None
@@ -349,7 +355,7 @@ def relay_peer(coalesce: bool) -> Iterator[tuple[str, dict[str, int]]]:
         relay = spawn(
             [sys.executable, str(BENCH / "peer_relay.py"), "--port", str(relay_port)]
             + ["--upstream", f"ws://127.0.0.1:{echo_port}"]
-            + (["--coalesce"] if coalesce else []),
+            + ([] if mode == "plain" else [f"--{mode}"]),
             stdout=subprocess.PIPE,
         )
         wait_line(relay, "READY", 30)
@@ -620,7 +626,7 @@ def ratio_lines(cells: list[Cell], concs: list[int], goals: dict[str, float] | N
             + ", ".join(f"{c.peer} {ceiling(c, cores):.0f} req/s" for c in (f_hi, v_hi, r_hi) if c)
             + f"; vigil/floor {ceiling(v_hi, cores) / ceiling(f_hi, cores):.3f}"
         )
-    relays = [c for c in (get("relay", hi), get("relay-c", hi)) if c]
+    relays = [c for c in (get(name, hi) for name in RELAY_MODES) if c]
     relay_hi = max(relays, key=lambda c: c.rps) if relays else None
     if relay_hi and f_hi:
         out.append(
@@ -629,7 +635,7 @@ def ratio_lines(cells: list[Cell], concs: list[int], goals: dict[str, float] | N
         )
         if v_hi:
             out.append(f"vigil conc {hi} req/s / two-hop floor  = {v_hi.rps / relay_hi.rps:6.3f}")
-    relays_lo = [c for c in (get("relay", lo), get("relay-c", lo)) if c]
+    relays_lo = [c for c in (get(name, lo) for name in RELAY_MODES) if c]
     relay_lo = min(relays_lo, key=lambda c: c.p50) if relays_lo else None
     if relay_lo and f_lo:
         out.append(f"two-hop floor ({relay_lo.peer}) conc {lo} p50 / floor = {relay_lo.p50 / f_lo.p50:6.2f}x")
@@ -676,8 +682,8 @@ def run_peers(
         if peer == "floor":
             with floor_peer() as (url, procs):
                 cells += [measure("floor", url, None, "inference_request", n, procs, args) for n in concs]
-        elif peer in ("relay", "relay-c"):
-            with relay_peer(coalesce=peer == "relay-c") as (url, procs):
+        elif peer in RELAY_MODES:
+            with relay_peer(RELAY_MODES[peer]) as (url, procs):
                 cells += [measure(peer, url, None, "inference_request", n, procs, args) for n in concs]
         elif peer == "vigil":
             log_path = Path(tempfile.gettempdir()) / f"vigil-peers-vigil-{os.getpid()}.log"
@@ -736,7 +742,7 @@ def main() -> int:
         "--peers",
         nargs="+",
         default=["floor", "relay", "vigil", "ray"],
-        choices=["floor", "relay", "relay-c", "vigil", "vigil-nb", "vigil-w", "before", "ray"],
+        choices=["floor", *RELAY_MODES, "vigil", "vigil-nb", "vigil-w", "before", "ray"],
     )
     parser.add_argument(
         "--gateway-workers", type=int, default=2, metavar="N", help="peer vigil-w: gateway processes (default 2)"

@@ -24,14 +24,14 @@ def start(script: str, *args: str) -> subprocess.Popen:
     return proc
 
 
-@pytest.mark.parametrize("coalesce", [False, True], ids=["plain", "coalesced"])
-def test_each_client_gets_exactly_its_own_frames_back(coalesce):
+@pytest.mark.parametrize("mode", [None, "--coalesce", "--batch"], ids=["plain", "coalesced", "batched"])
+def test_each_client_gets_exactly_its_own_frames_back(mode):
     echo_port, relay_port = free_port(), free_port()
     echo = start("peer_floor.py", "--port", str(echo_port))
     relay = None
     try:
         args = ["--port", str(relay_port), "--upstream", f"ws://127.0.0.1:{echo_port}"]
-        relay = start("peer_relay.py", *args, *(["--coalesce"] if coalesce else []))
+        relay = start("peer_relay.py", *args, *([mode] if mode else []))
 
         async def client(name: str) -> list[str]:
             async with connect(f"ws://127.0.0.1:{relay_port}", open_timeout=5) as ws:
@@ -40,7 +40,7 @@ def test_each_client_gets_exactly_its_own_frames_back(coalesce):
                 return [await asyncio.wait_for(ws.recv(), 10) for _ in range(30)]
 
         async def scenario():
-            names = [f"c{k}" for k in range(4)]
+            names = [f"c{k}\u00e9" for k in range(4)]  # not ASCII: lengths in bytes, not characters
             got = await asyncio.gather(*(client(n) for n in names))
             for name, frames in zip(names, got, strict=True):
                 assert frames == [f'{{"who":"{name}","i":{i}}}' for i in range(30)]
