@@ -7,8 +7,8 @@ still take CPU from the next on a small machine):
          back by a 4-byte header, nothing parsed) in front of the floor's echo server, the same
          process layout as vigil (bench/peer_relay.py); relay-c: the same with vigil's coalesced
          upstream writes; relay-x: every transport technique vigil uses (direct delivery, one
-         upstream frame per event-loop turn, coalesced replies) and no protocol work, the best two
-         hops of Python websockets do here. What two hops cost before any protocol work.
+         upstream frame per event-loop turn, coalesced replies) and no protocol work, about the
+         least two hops of Python websockets cost. What two hops cost before any protocol work.
   vigil  client -> main backend (services/main_backend/main.py) -> no-op test backend
          (tests/support/controlled_backend.py, op "echo"): two hops, gateway and backend each a process
   vigil-nb  vigil with batch frames off (`batch_frames: false`): what batch frames change, same run
