@@ -42,6 +42,7 @@ from shared_protocol.eventloop import loop_factory
 from shared_protocol.outbox import outbox_for
 
 HEADER = struct.Struct("!I")  # the client connection's number
+MAX_SIZE = 16 * 1024 * 1024  # the echo server's frame limit too (bench/peer_floor.py)
 BATCH_HEADER = struct.Struct("!II")  # --batch: the client connection's number, the message's length
 
 
@@ -92,15 +93,21 @@ async def _closed_is_fine(coro) -> None:
         await coro
 
 
-async def main_batch(host: str, port: int, upstream_url: str) -> None:
+def stop_signal() -> asyncio.Future:
+    """Done at SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set_result, None)
+    return stop
+
+
+async def main_batch(host: str, port: int, upstream_url: str) -> None:
+    stop = stop_signal()
     clients: dict[int, ServerConnection] = {}
     numbers = itertools.count()
     async with connect(
-        upstream_url, compression=None, max_size=16 * 1024 * 1024, create_connection=DirectClientConnection
+        upstream_url, compression=None, max_size=MAX_SIZE, create_connection=DirectClientConnection
     ) as upstream:
         relay = BatchRelay(upstream, clients)
         upstream.on_message = relay.route_back
@@ -125,7 +132,7 @@ async def main_batch(host: str, port: int, upstream_url: str) -> None:
             host,
             port,
             compression=None,
-            max_size=16 * 1024 * 1024,
+            max_size=MAX_SIZE,
             create_connection=DirectServerConnection,
         ):
             print(f"READY {port}", flush=True)
@@ -134,13 +141,10 @@ async def main_batch(host: str, port: int, upstream_url: str) -> None:
 
 
 async def main(host: str, port: int, upstream_url: str, coalesce: bool) -> None:
-    loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set_result, None)
+    stop = stop_signal()
     clients: dict[int, ServerConnection] = {}
     numbers = itertools.count()
-    async with connect(upstream_url, compression=None, max_size=16 * 1024 * 1024) as upstream:
+    async with connect(upstream_url, compression=None, max_size=MAX_SIZE) as upstream:
         upstream_outbox = outbox_for(upstream) if coalesce else None
 
         async def route_back() -> None:
@@ -167,7 +171,7 @@ async def main(host: str, port: int, upstream_url: str, coalesce: bool) -> None:
                 del clients[number]
 
         router = asyncio.create_task(route_back())
-        async with serve(relay, host, port, compression=None, max_size=16 * 1024 * 1024):
+        async with serve(relay, host, port, compression=None, max_size=MAX_SIZE):
             print(f"READY {port}", flush=True)
             await stop
         router.cancel()
