@@ -39,7 +39,7 @@ from websockets.exceptions import ConnectionClosed
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared_protocol" / "src"))
 from shared_protocol.direct import DirectClientConnection, DirectServerConnection
 from shared_protocol.eventloop import loop_factory
-from shared_protocol.outbox import outbox_for
+from shared_protocol.outbox import Outbox, outbox_for
 
 HEADER = struct.Struct("!I")  # the client connection's number
 MAX_SIZE = 16 * 1024 * 1024  # the echo server's frame limit too (bench/peer_floor.py)
@@ -65,8 +65,7 @@ class BatchRelay:
 
     def flush(self) -> None:
         frame, self.pending = b"".join(self.pending), []
-        if not self.upstream.send_nowait(frame, text=False):  # upstream buffer full: wait its turn
-            self._spawn(self.upstream.send(frame, text=False))
+        self._send(self.upstream, frame, text=False)
 
     def route_back(self, frame: str | bytes) -> bool:
         view, offset = memoryview(frame), 0
@@ -75,22 +74,21 @@ class BatchRelay:
             offset += BATCH_HEADER.size
             client = self.clients.get(number)
             if client is not None:
-                message = bytes(view[offset : offset + length])
-                outbox = outbox_for(client)
-                if not outbox.send_nowait(message, text=True):
-                    self._spawn(outbox.send(message, text=True))
+                self._send(outbox_for(client), bytes(view[offset : offset + length]), text=True)
             offset += length
         return True
 
-    def _spawn(self, coro) -> None:
-        task = self.loop.create_task(_closed_is_fine(coro))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    def _send(self, outbox: Outbox, message: bytes, *, text: bool) -> None:
+        """Now, or by a task when the connection's write buffer is full (the library's flow control)."""
+        if not outbox.send_nowait(message, text=text):
+            task = self.loop.create_task(_send_unless_closed(outbox, message, text))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
 
-async def _closed_is_fine(coro) -> None:
+async def _send_unless_closed(outbox: Outbox, message: bytes, text: bool) -> None:
     with contextlib.suppress(ConnectionClosed):
-        await coro
+        await outbox.send(message, text=text)
 
 
 def stop_signal() -> asyncio.Future:
