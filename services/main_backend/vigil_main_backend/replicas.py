@@ -57,11 +57,15 @@ class Replica:
     endpoint: Endpoint
     client: BackendClient
     requests: int = 0
-    errors: Counter = field(default_factory=Counter)
+    id: str = field(init=False)  # the endpoint's id, made once: every routed request reads it
+
+    def __post_init__(self) -> None:
+        self.id = self.endpoint.id
 
     @property
-    def id(self) -> str:
-        return self.endpoint.id
+    def errors(self) -> Counter:
+        """Error replies by code since the replica joined (its client counts them)."""
+        return self.client.errors
 
     @property
     def healthy(self) -> bool:
@@ -431,13 +435,7 @@ class ReplicaPool:
     @staticmethod
     def _submit_to(replica: Replica, data: Any, kwargs: dict[str, Any], on_reply: Callable[[Reply], None]) -> None:
         replica.requests += 1
-
-        def answered(reply: Reply) -> None:
-            if not reply.ok:
-                replica.errors[reply.code or ErrorCode.INTERNAL.value] += 1
-            on_reply(reply)
-
-        replica.client.submit(data, on_reply=answered, **kwargs)
+        replica.client.submit(data, on_reply=on_reply, **kwargs)
 
 
 class ReplicaCollector:

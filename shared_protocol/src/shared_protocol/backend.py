@@ -446,17 +446,20 @@ class BaseModelBackend(abc.ABC):
         of such a backend's CPU per request at 16 requests in flight, docs/benchmarks.md)."""
         if not self.run_inline or self.max_batch_size != 1 or len(self._collector):
             return None
-        received_at = time.monotonic()
-        item = PendingItem(msg.data_raw, _session_owner(peer, msg), received_at, None, msg.codec)
+        received_at = started_at = time.monotonic()
+        version = None
         try:
             try:
-                outcomes, started_at, finished_at, version = self._run_batch_gated([item])
-                outcome: Any = outcomes[0]
+                data = messages.decode_data(msg.data_raw, codec=msg.codec)
+                with self._gate.reading():
+                    version = self.model_version
+                    started_at = time.monotonic()
+                    outcome: Any = self._compute([RequestData(data, _session_owner(peer, msg), received_at)])[0]
             except Exception as exc:
-                outcome, started_at, finished_at, version = exc, received_at, time.monotonic(), None
+                outcome = exc
             self._collector.record(1)
             reply = _outcome_reply(
-                msg.request_id, outcome, received_at, started_at, finished_at, 1, version, self.batching
+                msg.request_id, outcome, received_at, started_at, time.monotonic(), 1, version, self.batching
             )
         finally:
             self._admitted -= 1
@@ -643,22 +646,26 @@ class BaseModelBackend(abc.ABC):
                 outcomes[i] = exc
             item.payload = None  # the text is no longer needed: free it with the decode
         if inputs:
-            # One path: a backend with its own process_batch gets every batch (even of one);
-            # otherwise each request goes to process_inference.
-            if len(inputs) == 1 and not self._implements_batch:
-                try:
-                    results: list[Any] = [self.process_inference(inputs[0])]
-                except Exception as exc:
-                    results = [exc]
-            else:
-                results = self.process_batch(inputs)
-                if not isinstance(results, list) or len(results) != len(inputs):
-                    got = len(results) if isinstance(results, list) else type(results).__name__
-                    error = RuntimeError(f"process_batch returned {got} results for {len(inputs)} requests")
-                    results = [error] * len(inputs)
-            for i, result in zip(valid, results, strict=True):
+            for i, result in zip(valid, self._compute(inputs), strict=True):
                 outcomes[i] = result
         return outcomes, started_at, time.monotonic()
+
+    def _compute(self, inputs: list[RequestData]) -> list[Any]:
+        """One model call for decoded requests: each one's result, or the exception it raised (a
+        process_batch that raises fails them all: the exception propagates)."""
+        # One path: a backend with its own process_batch gets every batch (even of one);
+        # otherwise each request goes to process_inference.
+        if len(inputs) == 1 and not self._implements_batch:
+            try:
+                return [self.process_inference(inputs[0])]
+            except Exception as exc:
+                return [exc]
+        results = self.process_batch(inputs)
+        if not isinstance(results, list) or len(results) != len(inputs):
+            got = len(results) if isinstance(results, list) else type(results).__name__
+            error = RuntimeError(f"process_batch returned {got} results for {len(inputs)} requests")
+            return [error] * len(inputs)
+        return results
 
 
 def _finished(msg: messages.Message, reply: dict[str, Any], received_at: float) -> dict[str, Any]:
@@ -710,7 +717,13 @@ def _outcome_reply(
     if batching:
         timing["batch_size"] = batch_size
     # The version that computed this result: a reload switches it between two batches.
-    return messages.inference_response(request_id, result, timing=timing, model_version=version)
+    return {
+        "type": messages.INFERENCE_RESPONSE,
+        "request_id": request_id,
+        "data": result,
+        "timing": timing,
+        "model_version": version,
+    }
 
 
 def _session_owner(peer: Peer, msg: messages.Message) -> str:
@@ -765,7 +778,10 @@ class _SwapGate:
     """Batches run while no swap does; a swap waits for running batches and holds new ones back."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        # Readers take the plain lock under the condition (Condition's own __enter__ is Python code,
+        # and every request passes here); waiting still goes through the condition.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
@@ -803,14 +819,14 @@ class _Reading:
 
     def __enter__(self) -> None:
         gate = self._gate
-        with gate._cond:
+        with gate._lock:
             while gate._writer or gate._writers_waiting:
                 gate._cond.wait()
             gate._readers += 1
 
     def __exit__(self, *exc_info: object) -> None:
         gate = self._gate
-        with gate._cond:
+        with gate._lock:
             gate._readers -= 1
             if not gate._readers and gate._writers_waiting:
                 gate._cond.notify_all()

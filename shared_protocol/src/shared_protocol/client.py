@@ -21,6 +21,7 @@ import itertools
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,10 +49,6 @@ def _is_map(raw: msgspec.Raw, codec: str) -> bool:
     if codec == messages.MSGPACK:
         return bool(first) and (0x80 <= first[0] <= 0x8F or first[0] in (0xDE, 0xDF))
     return first == b"{"
-
-
-def _owner_field(owner: str | None) -> dict[str, str]:
-    return {"session_owner": owner} if owner is not None else {}
 
 
 def resolver(future: asyncio.Future) -> Callable[[Any], None]:
@@ -193,6 +190,8 @@ class BackendClient:
         self._wake = asyncio.Event()  # cuts a backoff sleep short (a health tick while down)
         self._ids = itertools.count()
         self._prefix = uuid.uuid4().hex[:8]
+        # Error replies by code, refusals and timeouts included (the gateway's per-replica figures).
+        self.errors: Counter[str] = Counter()
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -268,6 +267,7 @@ class BackendClient:
             except (TypeError, ValueError) as exc:
                 refusal = Reply.failure(ErrorCode.BAD_REQUEST, f"data cannot be encoded: {exc}")
         if refusal is not None:
+            self.errors[refusal.code] += 1
             on_reply(refusal)
             return None
         limit = self.request_timeout if timeout is None else timeout
@@ -328,6 +328,8 @@ class BackendClient:
             return
         self._deadlines.discard(request_id)
         reply.backend_request_id = request_id
+        if not reply.ok:
+            self.errors[reply.code or ErrorCode.INTERNAL.value] += 1
         on_reply = entry[0]
         try:
             on_reply(reply)
@@ -360,23 +362,21 @@ class BackendClient:
         trace_id: str | None,
         codec: str = messages.JSON,
     ) -> bytes:
-        extra = {**_owner_field(owner), **({"trace_id": trace_id} if trace_id else {})}
         binary = codec == messages.MSGPACK
+        envelope: dict[str, Any] = {"type": messages.INFERENCE_REQUEST, "request_id": request_id}
+        if owner is not None:
+            envelope["session_owner"] = owner
+        if trace_id:
+            envelope["trace_id"] = trace_id
         if data_raw is None:
-            message = messages.inference_request(request_id, data, **extra)
-            return messages.encode_msgpack(message) if binary else messages.encode_bytes(message)
+            envelope["data"] = data
+            return messages.encode_msgpack(envelope) if binary else messages.encode_bytes(envelope)
         raw = data_raw.encode("utf-8") if isinstance(data_raw, str) else data_raw
         # The envelope is this client's own ASCII id and a validated owner: encoded by msgspec, with
         # the data spliced in as it came (msgspec.Raw, JSON text or MessagePack bytes), never
         # decoded and encoded again.
-        return (_MSGPACK_ENVELOPE_ENCODER if binary else _ENVELOPE_ENCODER).encode(
-            {
-                "type": messages.INFERENCE_REQUEST,
-                "request_id": request_id,
-                **extra,
-                "data": raw if isinstance(raw, msgspec.Raw) else msgspec.Raw(raw),
-            }
-        )
+        envelope["data"] = raw if isinstance(raw, msgspec.Raw) else msgspec.Raw(raw)
+        return (_MSGPACK_ENVELOPE_ENCODER if binary else _ENVELOPE_ENCODER).encode(envelope)
 
     async def health_check(self, timeout: float | None = None) -> dict[str, Any] | None:
         """Send `health_check` and wait for the `pong` (None if not connected or no answer)."""
