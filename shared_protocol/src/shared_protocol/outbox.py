@@ -38,6 +38,8 @@ from .batches import BATCH_SUBPROTOCOL, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, bat
 logger = logging.getLogger(__name__)
 
 _ATTRIBUTE = "_vigil_outbox"
+# The largest message that fits a batch frame on its own (larger ones travel alone, framed at once).
+_MAX_HELD_BYTES = MAX_BATCH_BYTES - batch_size(1, 0)
 
 
 class Outbox:
@@ -52,6 +54,7 @@ class Outbox:
         "_coalescing",
         "_batching",
         "_held",
+        "_high_water",
     )
 
     def __init__(self, connection: Connection):
@@ -66,6 +69,8 @@ class Outbox:
         # Batch frames negotiated: messages waiting for the end of the turn are held unframed.
         self._batching = connection.subprotocol == BATCH_SUBPROTOCOL
         self._held: list[tuple[bytes, bool]] = []
+        # The transport's high-water mark, set by the library when the connection was made.
+        self._high_water = connection.transport.get_write_buffer_limits()[1]
 
     async def send(self, frame: bytes, *, text: bool) -> None:
         """Queue one frame (UTF-8 JSON when `text`, else binary). Raises ConnectionClosed like
@@ -82,7 +87,7 @@ class Outbox:
         return not (
             connection.protocol.state is not OPEN
             or transport.is_closing()
-            or transport.get_write_buffer_size() + self._queued_bytes > transport.get_write_buffer_limits()[1]
+            or transport.get_write_buffer_size() + self._queued_bytes > self._high_water
         )
 
     def send_nowait(self, frame: bytes, *, text: bool) -> bool:
@@ -90,7 +95,7 @@ class Outbox:
         if not self.can_send_now():
             return False
         waits = self._scheduled or self._coalescing  # it leaves at the end of the turn
-        if waits and self._batching and batch_size(1, len(frame)) <= MAX_BATCH_BYTES:
+        if waits and self._batching and len(frame) <= _MAX_HELD_BYTES:
             self._held.append((frame, text))
         else:
             if self._held:

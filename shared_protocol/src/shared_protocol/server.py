@@ -345,9 +345,10 @@ class ProtocolServer:
             return messages.error_message(msg.request_id, code, text)
         peer.in_flight += 1
         peer.pending_bytes += charge
+        if not self.in_flight:  # busy from now on (Event.clear is Python code: once, not per request)
+            self.idle.clear()
         self.in_flight += 1
         self.pending_bytes += charge
-        self.idle.clear()
         return msg, charge
 
     async def answer(self, peer: Peer, msg: messages.Message) -> dict[str, Any] | bytes:
