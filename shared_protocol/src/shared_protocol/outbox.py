@@ -42,13 +42,47 @@ _ATTRIBUTE = "_vigil_outbox"
 _MAX_HELD_BYTES = MAX_BATCH_BYTES - batch_size(1, 0)
 
 
+class _Turns:
+    """Event-loop turns, counted for every outbox of one loop: one `call_soon` per turn in all,
+    instead of one per connection that sent (a gateway answers many clients per turn, each reply
+    written at once: the per-connection end-of-turn callback was most of what a reply cost here)."""
+
+    __slots__ = ("_loop", "number", "_marked")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.number = 0
+        self._marked = False  # the end of the current turn is scheduled
+
+    def current(self) -> int:
+        """This turn's number (the next turn has another)."""
+        if not self._marked:
+            self._marked = True
+            self._loop.call_soon(self._end)
+        return self.number
+
+    def _end(self) -> None:
+        self.number += 1
+        self._marked = False
+
+
+def _turns_of(loop: asyncio.AbstractEventLoop) -> _Turns:
+    turns = getattr(loop, "_vigil_turns", None)
+    if turns is None:
+        turns = _Turns(loop)
+        loop._vigil_turns = turns  # type: ignore[attr-defined]
+    return turns
+
+
 class Outbox:
     """One connection's coalescing sender (see the module doc). Get it with `outbox_for`."""
 
     __slots__ = (
         "_connection",
-        "_scheduled",
+        "_flush_due",
         "_loop",
+        "_turns",
+        "_turn",
         "_queued_bytes",
         "_turn_frames",
         "_coalescing",
@@ -59,10 +93,12 @@ class Outbox:
 
     def __init__(self, connection: Connection):
         self._connection = connection
-        self._scheduled = False  # a flush is due at the end of this turn
-        self._turn_frames = 0  # frames sent this turn
-        self._coalescing = False  # the last turn sent more than one: this one's first frame waits
         self._loop = asyncio.get_running_loop()
+        self._turns = _turns_of(self._loop)
+        self._turn = -1  # the turn of this connection's last frame
+        self._turn_frames = 0  # frames sent in that turn
+        self._coalescing = False  # the last turn that sent sent more than one: this one's first frame waits
+        self._flush_due = False  # frames wait for the end of this turn
         # Bytes framed since the last flush: they count against the high-water mark too, or a
         # sender that never yields could queue without bound before the first flush.
         self._queued_bytes = 0
@@ -94,7 +130,12 @@ class Outbox:
         """Queue one frame without waiting; False when it must take the waiting path instead."""
         if not self.can_send_now():
             return False
-        waits = self._scheduled or self._coalescing  # it leaves at the end of the turn
+        turn = self._turns.current()
+        if turn != self._turn:  # this connection's first frame this turn
+            self._coalescing = self._turn_frames > 1
+            self._turn = turn
+            self._turn_frames = 0
+        waits = self._turn_frames > 0 or self._coalescing  # it leaves at the end of the turn
         if waits and self._batching and len(frame) <= _MAX_HELD_BYTES:
             self._held.append((frame, text))
         else:
@@ -108,22 +149,18 @@ class Outbox:
                     protocol.send_binary(frame)
             except ProtocolError:  # a fragmented message in progress: let the library sequence it
                 return False
-        if self._scheduled:
-            self._turn_frames += 1
-            self._queued_bytes += len(frame)
-            return True
-        self._scheduled = True
-        self._turn_frames = 1
-        self._loop.call_soon(self._flush)
-        if waits:
-            self._queued_bytes += len(frame)
-        else:
+        self._turn_frames += 1
+        if not waits:
             self._write_queued()
+            return True
+        self._queued_bytes += len(frame)
+        if not self._flush_due:
+            self._flush_due = True
+            self._loop.call_soon(self._flush)
         return True
 
     def _flush(self) -> None:
-        self._scheduled = False
-        self._coalescing = self._turn_frames > 1
+        self._flush_due = False
         self._queued_bytes = 0
         if self._held:
             self._frame_held()
