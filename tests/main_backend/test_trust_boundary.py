@@ -109,6 +109,53 @@ def test_long_integer_and_lone_surrogate_get_one_error_and_spare_other_clients()
     run(scenario())
 
 
+def test_session_id_of_any_type_is_relayed_once_and_routes_as_the_default_session():
+    """The gateway reads only `session_id` out of `data` to route a request (a one-field decoder,
+    the rest skipped). Whatever the client puts there (a number, a list, an object, null, an empty
+    or a deeply nested value, in JSON or MessagePack) the request is relayed untouched, the backend
+    judges it, and each request gets exactly one reply with its own id; the routing table only ever
+    holds string keys; a bystander on the same backend connection is served throughout."""
+    import msgspec
+
+    from shared_protocol import messages
+
+    values = [5, 1.5, True, ["a"], {"id": "x"}, None, "", [[["deep"]]], "s" * 200]
+
+    async def scenario():
+        backend = SlowEcho("127.0.0.1", 0)
+        async with serving(backend) as backend_url:
+            gateway = MainBackend(gateway_config({"echo": port_of(backend_url)}), api_tokens=())
+            async with (
+                serving(gateway) as url,
+                connect(url) as client,
+                connect(url, subprotocols=[messages.BINARY_SUBPROTOCOL]) as binary,
+                connect(url) as bystander,
+            ):
+                await ready(gateway, "echo")
+                for i, value in enumerate(values):
+                    request = {"type": "inference_request", "request_id": f"j{i}", "model": "echo"}
+                    reply = await rpc(client, {**request, "data": {"session_id": value, "n": i}})
+                    assert reply["request_id"] == f"j{i}" and reply["type"] == "inference_response", reply
+                    assert reply["data"]["session_id"] == value  # relayed as it came
+                    await binary.send(
+                        msgspec.msgpack.encode({**request, "request_id": f"m{i}", "data": {"session_id": value}})
+                    )
+                    packed = msgspec.msgpack.decode(await asyncio.wait_for(binary.recv(), 10))
+                    assert packed["request_id"] == f"m{i}" and packed["data"]["session_id"] == value, packed
+                    ok = await rpc(bystander, {**request, "request_id": "b", "data": {"session_id": "mine"}})
+                    assert ok["type"] == "inference_response" and ok["data"]["session_id"] == "mine", ok
+                # Nesting beyond the backend's limit: relayed, refused there, one reply.
+                deep = '{"type":"inference_request","request_id":"deep","model":"echo","data":{"session_id":%s}}'
+                reply = await rpc(client, deep % ("[" * 40 + "]" * 40))
+                assert reply["request_id"] == "deep" and reply["code"] == "bad_request", reply
+                routes = gateway.clients["echo"]._sessions._routes
+                assert routes and all(isinstance(key, str) for key in routes), routes
+                assert not any(key.endswith("/") for key in routes), routes  # "" is the default session
+                assert gateway.clients["echo"].status.reconnects == 0
+
+    run(scenario())
+
+
 def test_unencodable_result_is_an_internal_error_not_a_dropped_connection():
     class Surrogate(SlowEcho):
         def process_inference(self, data):
