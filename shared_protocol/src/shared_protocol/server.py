@@ -48,7 +48,7 @@ from .limits import (
     DEFAULT_WS_MAX_QUEUE,
     request_charge,
 )
-from .outbox import outbox_for
+from .outbox import Outbox, outbox_for
 from .shutdown import drain_and_close
 
 logger = logging.getLogger(__name__)
@@ -260,11 +260,19 @@ class ProtocolServer:
         outbox = outbox_for(peer.websocket)
         if not outbox.can_send_now():
             return False
-        for reply, codec in self._immediate_replies(peer, frame):
-            encoded = encode_reply(reply, codec)
-            if not outbox.send_nowait(encoded, text=codec != messages.MSGPACK):
-                self._track(peer, send_reply(peer.websocket, encoded, codec))
+        if peer.batch and is_batch(frame):
+            for reply, codec in self._immediate_replies(peer, frame):
+                self._send_immediate(peer, outbox, reply, codec)
+        else:  # one message: no generator (a client's frame, the gateway's common case)
+            immediate = self._dispatch(peer, frame)
+            if immediate is not None:
+                self._send_immediate(peer, outbox, *immediate)
         return True
+
+    def _send_immediate(self, peer: Peer, outbox: Outbox, reply: dict[str, Any], codec: str) -> None:
+        encoded = encode_reply(reply, codec)
+        if not outbox.send_nowait(encoded, text=codec != messages.MSGPACK):
+            self._track(peer, send_reply(peer.websocket, encoded, codec))
 
     def _immediate_replies(self, peer: Peer, frame: str | bytes) -> Iterator[tuple[dict[str, Any], str]]:
         """Dispatch the frame's messages, one by one as the caller iterates (a batch frame's too,
