@@ -182,3 +182,58 @@ def test_answer_now_declines_while_requests_are_queued():
                 backend._collector.discard(item)
 
     run(scenario())
+
+
+class BatchOnly(BaseModelBackend):
+    """A model with its own process_batch (and no usable process_inference), run inline."""
+
+    model_name = "batch-only"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.run_inline = True
+        self.batch_sizes: list[int] = []
+
+    def initialize_model(self) -> None:
+        pass
+
+    def process_inference(self, data):
+        raise AssertionError("a backend with process_batch gets every batch, even of one")
+
+    def process_batch(self, inputs):
+        self.batch_sizes.append(len(inputs))
+        op = inputs[0].get("op")
+        if op == "short":
+            return []  # a wrong number of results
+        if op == "raise":
+            raise RuntimeError("batch boom")
+        return [{"n": data.get("n"), "owner_set": bool(data.owner)} for data in inputs]
+
+    def cleanup(self) -> None:
+        pass
+
+
+def test_the_immediate_path_calls_process_batch_of_one_and_answers_its_failures():
+    """answer_now follows the model-call rule of the queued path (`_compute`): a backend with its own
+    process_batch gets a batch of one; a wrong result count or a raise is one internal error for the
+    request, and the connection serves on."""
+
+    async def scenario():
+        backend = BatchOnly("127.0.0.1", 0)
+        async with serving(backend) as url:
+            await wait_ready(backend)
+            async with await connect_ws(url) as ws:
+                ok = await rpc(ws, request("a", {"n": 1}))
+                assert ok["type"] == "inference_response" and ok["data"] == {"n": 1, "owner_set": True}, ok
+                short = await rpc(ws, request("b", {"op": "short"}))
+                assert short["code"] == "internal" and "returned 0 results for 1" in short["error"], short
+                boom = await rpc(ws, request("c", {"op": "raise"}))
+                assert boom["code"] == "internal" and "batch boom" in boom["error"], boom
+                bad = await rpc(ws, request("d", {"x": 1e999}))  # refused by the decoder: no model call
+                assert bad["code"] == "bad_request", bad
+                again = await rpc(ws, request("e", {"n": 2}))
+                assert again["data"]["n"] == 2, again
+        assert backend.batch_sizes == [1, 1, 1, 1]
+        assert backend._admitted == 0 and backend._server.in_flight == 0
+
+    run(scenario())
