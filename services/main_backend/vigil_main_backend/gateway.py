@@ -457,31 +457,22 @@ class MainBackend:
 
     @staticmethod
     def _relay_reply(msg: messages.Message, model: str, trace_id: str, reply: Reply) -> dict[str, Any] | bytes:
-        if reply.ok:
-            raw = reply.untouched_raw
-            if raw is not None and reply.codec == msg.codec:
-                # The backend's result as it came (it encoded it strictly): spliced, not re-encoded.
-                envelope = {
-                    "type": messages.INFERENCE_RESPONSE,
-                    "request_id": msg.request_id,
-                    "data": raw,
-                    "trace_id": trace_id,
-                    "model": model,
-                }
-                if reply.timing is not None:
-                    envelope["timing"] = reply.timing
-                if reply.model_version is not None:
-                    envelope["model_version"] = reply.model_version
-                return messages.encode_members(envelope, msg.codec)
-            extra: dict[str, Any] = {"model": model}
-            if reply.timing is not None:
-                extra["timing"] = reply.timing
-            if reply.model_version is not None:
-                extra["model_version"] = reply.model_version
-            return messages.inference_response(msg.request_id, reply.data, **extra)
-        error = messages.error_message(msg.request_id, reply.code, reply.error)
-        error["model"] = model
-        return error
+        if not reply.ok:
+            error = messages.error_message(msg.request_id, reply.code, reply.error)
+            error["model"] = model
+            return error
+        raw = reply.untouched_raw
+        # The backend's result as it came (it encoded it strictly): spliced, not re-encoded.
+        spliced = raw is not None and reply.codec == msg.codec
+        envelope = messages.inference_response(msg.request_id, raw if spliced else reply.data, model=model)
+        if reply.timing is not None:
+            envelope["timing"] = reply.timing
+        if reply.model_version is not None:
+            envelope["model_version"] = reply.model_version
+        if not spliced:
+            return envelope  # `_finish` adds the trace id to a message dict
+        envelope["trace_id"] = trace_id
+        return messages.encode_members(envelope, msg.codec)
 
     async def _analyze(self, peer: Peer, msg: messages.Message, trace_id: str) -> dict[str, Any]:
         members = _members(msg)

@@ -406,8 +406,7 @@ class ReplicaPool:
         reason = None if previous is None or previous == route else self._move_reason(previous, replica)
         self._sessions.set(session_key, route)
         if reason is None:  # the common case: the session stays where it was
-            replica.requests += 1
-            replica.client.submit(data, on_reply=on_reply, **kwargs)
+            self._submit_to(replica, data, kwargs, on_reply)
             return
         data, kwargs = _with_reset(data, kwargs)
         logger.info("backend %s: session moved to replica %s (%s)", self.name, replica.id, reason.split(":")[0])
