@@ -14,6 +14,9 @@ still take CPU from the next on a small machine):
   vigil-nb  vigil with batch frames off (`batch_frames: false`): what batch frames change, same run
   vigil-w  vigil with --gateway-workers N gateway processes (`workers: N`, default 2; named vigil-wN
          in the table): the multi-process gateway, for machines with cores to spare
+  vigil-strip  vigil with its per-request guarantees and layers removed (bench/stripped_chain.py:
+         no admission or byte budgets, deadlines, sessions, replicas, metrics): an experiment, an
+         upper bound on what dropping them would buy, never a mode of the product
   before the same two processes from a git worktree of --before REF (an earlier commit)
   ray    Ray Serve 2.60: FastAPI WebSocket ingress deployment -> no-op deployment (bench/peer_ray.py),
          when --ray-python (default .venv-ray/bin/python) exists and imports ray; benchmark-only
@@ -69,6 +72,7 @@ SHARED_SRC = REPO / "shared_protocol" / "src"
 CONTROLLED_BACKEND = REPO / "tests" / "support" / "controlled_backend.py"
 INLINE_BACKEND = os.environ.get("VIGIL_BENCH_INLINE", "1") != "0"  # VIGIL_BENCH_INLINE=0: thread hand-off
 MAIN_BACKEND = REPO / "services" / "main_backend"
+STRIPPED_CHAIN = REPO / "bench" / "stripped_chain.py"
 
 # The goals issue 14 sets (ratios of the same run).
 GOAL_THROUGHPUT_VS_FLOOR = 0.4  # vigil req/s at the top concurrency / floor's
@@ -368,11 +372,19 @@ def relay_peer(mode: str) -> Iterator[tuple[str, dict[str, int]]]:
 
 @contextlib.contextmanager
 def vigil_peer(
-    log_level: str, log_path: Path, root: Path = REPO, batch_frames: bool = True, workers: int = 1
+    log_level: str,
+    log_path: Path,
+    root: Path = REPO,
+    batch_frames: bool = True,
+    workers: int = 1,
+    stripped: bool = False,
 ) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
     """MainBackend + backend of the tree at `root` (this checkout, or a worktree of an earlier
-    commit for the `before` peer); their logs (both) go to `log_path`, as a container's go to its log file."""
+    commit for the `before` peer); their logs (both) go to `log_path`, as a container's go to its log file.
+    `stripped`: both run under bench/stripped_chain.py (peer vigil-strip)."""
     backend_port, gateway_port = free_port(), free_port()
+    launcher = [sys.executable, str(STRIPPED_CHAIN), "backend"] if stripped else [sys.executable]
+    gateway_launcher = [sys.executable, str(STRIPPED_CHAIN), "gateway"] if stripped else [sys.executable]
     env = {**os.environ, "PYTHONPATH": str(root / SHARED_SRC.relative_to(REPO)), "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory() as tmp, log_path.open("ab") as log:
         cfg = Path(tmp) / "models.yaml"
@@ -383,7 +395,7 @@ def vigil_peer(
         )
         # The backend with its defaults (one model worker, queue 64): what a model backend ships with.
         backend = spawn(
-            [sys.executable, str(root / CONTROLLED_BACKEND.relative_to(REPO)), "--host", "127.0.0.1"]
+            [*launcher, str(root / CONTROLLED_BACKEND.relative_to(REPO)), "--host", "127.0.0.1"]
             + ["--port", str(backend_port)]
             + ["--log-level", log_level]
             # A no-op model declares itself cheap enough for the event loop (BaseModelBackend.run_inline).
@@ -397,7 +409,7 @@ def vigil_peer(
             try:
                 wait_http(f"http://127.0.0.1:{backend_port}/readyz", 30)
                 gateway = spawn(
-                    [sys.executable, "main.py", "--config", str(cfg), "--log-level", log_level],
+                    [*gateway_launcher, "main.py", "--config", str(cfg), "--log-level", log_level],
                     cwd=root / MAIN_BACKEND.relative_to(REPO),
                     env=env,
                     stdout=log,
@@ -520,12 +532,13 @@ def load_average() -> str:
 
 
 def print_table(cells: list[Cell]) -> None:
+    w = max(8, *(len(c.peer) for c in cells))
     print(
-        f"{'peer':<8} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'requests':>9} {'errors':>6}  cpu ms/request"
+        f"{'peer':<{w}} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'requests':>9} {'errors':>6}  cpu ms/request"
     )
     for c in cells:
         cpu = ", ".join(f"{name} {ms:.3f}" for name, ms in c.cpu_ms.items())
-        print(f"{c.peer:<8} {c.conc:>4} {c.p50:>8.3f} {c.p99:>8.3f} {c.rps:>8.0f} {c.count:>9} {c.errors:>6}  {cpu}")
+        print(f"{c.peer:<{w}} {c.conc:>4} {c.p50:>8.3f} {c.p99:>8.3f} {c.rps:>8.0f} {c.count:>9} {c.errors:>6}  {cpu}")
 
 
 def median_cells(rounds: list[list[Cell]]) -> list[Cell]:
@@ -554,8 +567,17 @@ def median_goal_ratios(rounds: list[list[Cell]], concs: list[int]) -> tuple[dict
     median of those, and the round-by-round values: a ratio of two medians could pair one peer's
     good round with the other's bad one."""
     per_round = [goal_ratios(round_cells, concs) for round_cells in rounds]
-    keys = [k for k in ("rps_vs_floor", "p50_vs_floor", "rps_vs_ray") if all(k in r for r in per_round)]
-    labels = {"rps_vs_floor": "req/s / floor", "p50_vs_floor": "p50 / floor", "rps_vs_ray": "req/s / ray"}
+    keys = [
+        k
+        for k in ("rps_vs_floor", "p50_vs_floor", "rps_vs_ray", "strip_rps_vs_floor")
+        if all(k in r for r in per_round)
+    ]
+    labels = {
+        "rps_vs_floor": "req/s / floor",
+        "p50_vs_floor": "p50 / floor",
+        "rps_vs_ray": "req/s / ray",
+        "strip_rps_vs_floor": "vigil-strip req/s / floor",
+    }
     lines = [f"{labels[k]}, round by round: " + ", ".join(f"{r[k]:.3f}" for r in per_round) for k in keys]
     return {k: median(r[k] for r in per_round) for k in keys}, lines
 
@@ -581,6 +603,8 @@ def goal_ratios(cells: list[Cell], concs: list[int]) -> dict[str, float]:
         out["p50_vs_floor"] = by["vigil", lo].p50 / by["floor", lo].p50
     if ("vigil", hi) in by and ("ray", hi) in by:
         out["rps_vs_ray"] = by["vigil", hi].rps / by["ray", hi].rps
+    if ("vigil-strip", hi) in by and ("floor", hi) in by:
+        out["strip_rps_vs_floor"] = by["vigil-strip", hi].rps / by["floor", hi].rps
     return out
 
 
@@ -613,6 +637,17 @@ def ratio_lines(cells: list[Cell], concs: list[int], goals: dict[str, float] | N
         out.append(
             f"vigil conc {hi} req/s / ray        = {x:6.1f}x  (goal >= {GOAL_VS_RAY}x: "
             f"{'met' if x >= GOAL_VS_RAY else 'not met'}){how}"
+        )
+    if "strip_rps_vs_floor" in goals:
+        out.append(
+            f"vigil-strip conc {hi} req/s / floor = {goals['strip_rps_vs_floor']:6.3f}   (the stripped chain, "
+            f"bench/stripped_chain.py: an upper bound for vigil's own ratio, not a mode of the product){how}"
+        )
+    s_hi = get("vigil-strip", hi)
+    if v_hi and s_hi:
+        out.append(
+            f"vigil / vigil-strip at conc {hi}: req/s {v_hi.rps / s_hi.rps:.2f}x, server CPU per request "
+            f"{server_cpu(v_hi):.3f} vs {server_cpu(s_hi):.3f} ms"
         )
     if v_hi and f_hi:
         v_cpu, f_cpu = server_cpu(v_hi), server_cpu(f_hi)
@@ -713,6 +748,12 @@ def run_peers(
                 # The gateway's CPU is its supervisor's and every worker's (cpu_seconds walks the tree).
                 pids = {"gateway": gateway.pid, "backend": backend.pid}
                 cells += [measure(name, url, "bench", "inference_response", n, pids, args) for n in concs]
+        elif peer == "vigil-strip":
+            log_path = Path(tempfile.gettempdir()) / f"vigil-peers-vigil-strip-{os.getpid()}.log"
+            notes.append(f"vigil-strip: the stripped chain (bench/stripped_chain.py), logs in {log_path}")
+            with vigil_peer(args.log_level, log_path, stripped=True) as (url, gateway, backend):
+                pids = {"gateway": gateway.pid, "backend": backend.pid}
+                cells += [measure(peer, url, "bench", "inference_response", n, pids, args) for n in concs]
         elif peer == "before":
             if args.before is None:
                 raise SystemExit("peer 'before' needs --before REF (e.g. --before HEAD~5)")
@@ -742,7 +783,7 @@ def main() -> int:
         "--peers",
         nargs="+",
         default=["floor", "relay", "vigil", "ray"],
-        choices=["floor", *RELAY_MODES, "vigil", "vigil-nb", "vigil-w", "before", "ray"],
+        choices=["floor", *RELAY_MODES, "vigil", "vigil-nb", "vigil-w", "vigil-strip", "before", "ray"],
     )
     parser.add_argument(
         "--gateway-workers", type=int, default=2, metavar="N", help="peer vigil-w: gateway processes (default 2)"
