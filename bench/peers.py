@@ -589,7 +589,8 @@ def server_cpu(cell: Cell) -> float:
 def ceiling(cell: Cell, cores: int) -> float:
     """Requests/s the machine could serve if every core ran only this peer and its client: a
     throughput figure that other load on a shared machine does not move (much)."""
-    return cores * 1000 / sum(cell.cpu_ms.values())
+    total = sum(cell.cpu_ms.values())
+    return cores * 1000 / total if total > 0 else float("nan")  # nan: a cell too short to read any CPU
 
 
 def goal_ratios(cells: list[Cell], concs: list[int]) -> dict[str, float]:
@@ -653,7 +654,7 @@ def ratio_lines(cells: list[Cell], concs: list[int], goals: dict[str, float] | N
         v_cpu, f_cpu = server_cpu(v_hi), server_cpu(f_hi)
         out.append(
             f"server CPU per request at conc {hi}: vigil {v_cpu:.3f} ms (gateway + backend), floor {f_cpu:.3f} ms "
-            f"= {v_cpu / f_cpu:.1f}x"
+            f"= {v_cpu / f_cpu if f_cpu > 0 else float('nan'):.1f}x"
         )
         cores = os.cpu_count() or 1
         out.append(

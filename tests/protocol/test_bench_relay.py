@@ -109,3 +109,32 @@ def test_a_failed_load_process_fails_the_cell_with_its_reason():
     cell_args = (f"ws://127.0.0.1:{free_port()}", None, "inference_request", 4, 1.0, None, 10, 2)
     with pytest.raises(RuntimeError, match="failed before the cell started: .*ConnectionRefusedError"):
         peers.run_in_load_procs(cell_args, {}, 2)
+
+
+def test_peers_bench_runs_the_stripped_chain_beside_vigil(tmp_path):
+    """bench/peers.py's vigil-strip peer (bench/stripped_chain.py patches private members of the
+    gateway and the backend): it still answers every request with its own reply, so a refactor that
+    breaks the patches shows here, not as a silently wrong upper bound."""
+    out = tmp_path / "peers.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "peers.py"), "--peers", "floor", "vigil", "vigil-strip"]
+        + ["--concurrency", "1", "4", "--requests", "20", "--warmup", "5", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    cells = {(c["peer"], c["conc"]): c for c in json.loads(out.read_text())["cells"]}
+    for conc in (1, 4):
+        cell = cells["vigil-strip", conc]
+        assert cell["count"] == conc * 20 and cell["errors"] == 0, cell
+        assert set(cell["cpu_ms"]) == {"gateway", "backend", "client"}
+    assert "vigil-strip conc 4 req/s / floor" in proc.stdout
+    assert "vigil / vigil-strip at conc 4" in proc.stdout
+
+
+def test_the_stripped_chain_refuses_an_unknown_role():
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "stripped_chain.py"), "proxy", "main.py"], capture_output=True, text=True
+    )
+    assert proc.returncode != 0 and "usage: stripped_chain.py gateway|backend" in proc.stderr
