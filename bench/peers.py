@@ -383,7 +383,7 @@ def vigil_peer(
     commit for the `before` peer); their logs (both) go to `log_path`, as a container's go to its log file.
     `stripped`: both run under bench/stripped_chain.py (peer vigil-strip)."""
     backend_port, gateway_port = free_port(), free_port()
-    launcher = [sys.executable, str(STRIPPED_CHAIN), "backend"] if stripped else [sys.executable]
+    backend_launcher = [sys.executable, str(STRIPPED_CHAIN), "backend"] if stripped else [sys.executable]
     gateway_launcher = [sys.executable, str(STRIPPED_CHAIN), "gateway"] if stripped else [sys.executable]
     env = {**os.environ, "PYTHONPATH": str(root / SHARED_SRC.relative_to(REPO)), "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryDirectory() as tmp, log_path.open("ab") as log:
@@ -395,7 +395,7 @@ def vigil_peer(
         )
         # The backend with its defaults (one model worker, queue 64): what a model backend ships with.
         backend = spawn(
-            [*launcher, str(root / CONTROLLED_BACKEND.relative_to(REPO)), "--host", "127.0.0.1"]
+            [*backend_launcher, str(root / CONTROLLED_BACKEND.relative_to(REPO)), "--host", "127.0.0.1"]
             + ["--port", str(backend_port)]
             + ["--log-level", log_level]
             # A no-op model declares itself cheap enough for the event loop (BaseModelBackend.run_inline).
