@@ -77,29 +77,19 @@ def strip_gateway() -> None:
         trace_id = msg.trace_id or self._new_trace_id()
         request_id = f"{client._prefix}-{next(client._ids)}"
         frame = _ENCODER.encode(
-            {
-                "type": messages.INFERENCE_REQUEST,
-                "request_id": request_id,
-                "session_owner": peer.owner,
-                "trace_id": trace_id,
-                "data": msg.data_raw,
-            }
+            messages.inference_request(request_id, msg.data_raw, session_owner=peer.owner, trace_id=trace_id)
         )
 
         def on_reply(reply):
-            respond(
-                messages.encode_members(
-                    {
-                        "type": messages.INFERENCE_RESPONSE,
-                        "request_id": msg.request_id,
-                        "data": reply.data_raw,
-                        "trace_id": trace_id,
-                        "model": msg.model,
-                        "timing": reply.timing,
-                        "model_version": reply.model_version,
-                    }
-                )
+            envelope = messages.inference_response(
+                msg.request_id,
+                reply.data_raw,
+                trace_id=trace_id,
+                model=msg.model,
+                timing=reply.timing,
+                model_version=reply.model_version,
             )
+            respond(messages.encode_members(envelope))
 
         client._pending[request_id] = (on_reply, 0.0, 0.0)
         outbox_for(client._connection).send_nowait(frame, text=True)
@@ -125,13 +115,7 @@ def strip_backend() -> None:
     def answer_now(self, peer, msg):
         result = self.process_inference(messages.decode_data(msg.data_raw))
         self._admitted -= 1
-        return {
-            "type": messages.INFERENCE_RESPONSE,
-            "request_id": msg.request_id,
-            "data": result,
-            "model_version": "stripped",
-            "trace_id": msg.trace_id,
-        }
+        return messages.inference_response(msg.request_id, result, model_version="stripped", trace_id=msg.trace_id)
 
     BaseModelBackend.answer_now = answer_now
     strip_server_core()

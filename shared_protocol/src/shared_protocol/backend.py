@@ -717,13 +717,7 @@ def _outcome_reply(
     if batching:
         timing["batch_size"] = batch_size
     # The version that computed this result: a reload switches it between two batches.
-    return {
-        "type": messages.INFERENCE_RESPONSE,
-        "request_id": request_id,
-        "data": result,
-        "timing": timing,
-        "model_version": version,
-    }
+    return messages.inference_response(request_id, result, timing=timing, model_version=version)
 
 
 def _session_owner(peer: Peer, msg: messages.Message) -> str:
